@@ -1,0 +1,47 @@
+"""Exception types: each says what went wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CvlabError(Exception):
+    """Base class for every error cvlab raises on purpose."""
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One problem in a grid file: where it is, what is wrong, and the fix."""
+
+    file: str
+    field: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}. Fix: {self.fix}"
+
+
+class GridSpecError(CvlabError):
+    """A grid YAML file that cannot run; lists every problem found, each once."""
+
+    def __init__(self, problems: list[SpecProblem]):
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        lines = [f"invalid grid spec ({count}):"] + [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class UnknownNameError(CvlabError, KeyError):
+    """A registry (data sets, models, optimizers) was asked for a name it does not have."""
+
+    def __init__(self, kind: str, name: str, known: list[str]):
+        self.kind, self.name, self.known = kind, name, known
+        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(known))}")
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return str(self.args[0])
+
+
+class RunRecordError(CvlabError):
+    """A run directory whose record is missing or unreadable."""

@@ -1,0 +1,144 @@
+"""Grid expansion: a validated spec becomes a list of runs with stable ids and readable names."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from cvlab.errors import CvlabError
+from cvlab.grid.spec import SEED_PARAM, ValidatedGrid
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run to execute: which notebook, with which parameters, under which id."""
+
+    run_id: str
+    name: str
+    grid: str
+    notebook: Path
+    params: dict[str, Any] = field(hash=False)
+    seed: int | None = None
+    timeout: float | None = None
+    kernel: str = "python3"
+
+
+def notebook_digest(path: str | Path) -> str:
+    """Hash of a notebook's cell types and sources: outputs and metadata do not change it."""
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [[cell.cell_type, cell.source] for cell in nb.cells]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+
+
+def run_id_for(digest: str, params: dict[str, Any]) -> str:
+    """A stable id from the notebook's content and the run's full parameters."""
+    payload = json.dumps({"notebook": digest, "params": params}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def readable_name(params: dict[str, Any], keys: list[str]) -> str:
+    """`lr=0.01,opt=sgd` from the parameters that vary across the grid."""
+    return ",".join(f"{k}={_short(params[k])}" for k in keys if k in params) or "default"
+
+
+def expand(grid: ValidatedGrid, timeout: float | None = None) -> list[RunPlan]:
+    """Cartesian product of `grid`, then explicit `runs`, each repeated per seed; no duplicates."""
+    spec = grid.spec
+    combos: list[dict[str, Any]] = []
+    if spec.grid:
+        keys = list(spec.grid)
+        combos += [
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*spec.grid.values())
+        ]
+    combos += [dict(run) for run in spec.runs or []]
+    if not combos:
+        combos = [{}]
+    seeds: list[int | None] = list(spec.seeds) if spec.seeds else [None]
+
+    full: list[tuple[dict[str, Any], int | None]] = []
+    for combo in combos:
+        for seed in seeds:
+            params = {**spec.params, **combo}
+            if seed is not None:
+                params[SEED_PARAM] = seed
+            full.append((params, seed))
+
+    varied = _varied_keys([p for p, _ in full], order=[*spec.grid, *_run_keys(spec.runs)])
+    digest = notebook_digest(grid.notebook)
+    plans: list[RunPlan] = []
+    seen: set[str] = set()
+    for params, seed in full:
+        rid = run_id_for(digest, params)
+        if rid in seen:
+            continue
+        seen.add(rid)
+        plans.append(
+            RunPlan(
+                run_id=rid,
+                name=readable_name(params, varied),
+                grid=grid.name,
+                notebook=grid.notebook,
+                params=params,
+                seed=seed if seed is not None else params.get(SEED_PARAM),
+                timeout=timeout if timeout is not None else spec.timeout,
+                kernel=spec.kernel,
+            )
+        )
+    return plans
+
+
+def _run_keys(runs: list[dict[str, Any]] | None) -> list[str]:
+    return [k for run in runs or [] for k in run]
+
+
+def _varied_keys(all_params: list[dict[str, Any]], order: list[str]) -> list[str]:
+    keys = list(dict.fromkeys([*order, SEED_PARAM, *(k for p in all_params for k in p)]))
+    marker = object()
+    return [
+        k
+        for k in keys
+        if len({json.dumps(p.get(k, marker), sort_keys=True, default=str) for p in all_params}) > 1
+    ]
+
+
+class RunFilterError(CvlabError):
+    """A `--only KEY=VALUE` filter that names no parameter or is malformed."""
+
+
+def filter_plans(plans: list[RunPlan], only: list[str]) -> list[RunPlan]:
+    """Keep runs matching every `KEY=VALUE` (values parsed as YAML; repeated keys mean OR)."""
+    wanted: dict[str, list[Any]] = {}
+    for item in only:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RunFilterError(f"--only {item!r}: expected KEY=VALUE, e.g. --only lr=0.01")
+        if not any(key in p.params for p in plans):
+            known = sorted({k for p in plans for k in p.params})
+            raise RunFilterError(
+                f"--only {item!r}: no run has parameter {key!r}; known: {', '.join(known)}"
+            )
+        wanted.setdefault(key, []).append(yaml.safe_load(raw))
+
+    def matches(plan: RunPlan) -> bool:
+        return all(
+            any(plan.params.get(k) == v or str(plan.params.get(k)) == str(v) for v in values)
+            for k, values in wanted.items()
+        )
+
+    return [p for p in plans if matches(p)]

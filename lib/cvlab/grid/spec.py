@@ -1,0 +1,365 @@
+"""The grid spec: a YAML file validated in full before anything runs.
+
+Every problem is collected (not just the first) and reported once with file, field and fix.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+
+from cvlab.errors import GridSpecError, SpecProblem
+
+# Parameters the runner injects itself; a grid may not set them.
+INJECTED_PARAMS = ("run_dir",)
+SEED_PARAM = "seed"
+
+
+class RankBy(BaseModel):
+    """Which final metric orders the leaderboard, and whether higher is better."""
+
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(min_length=1)
+    mode: Literal["max", "min"] = "max"
+
+
+class GridSpec(BaseModel):
+    """The YAML grid as written, before expansion into runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notebook: str = Field(min_length=1)
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    runs: list[dict[str, Any]] | None = None
+    seeds: list[int] | None = None
+    timeout: PositiveFloat | None = None
+    rank_by: RankBy
+    kernel: str = "python3"
+
+
+@dataclass
+class NotebookParameter:
+    """A variable defined in a notebook's `parameters` cell."""
+
+    name: str
+    default_source: str
+    type_name: str
+
+    @property
+    def default(self) -> Any:
+        """The default as a Python value, or `...` when it is not a literal."""
+        try:
+            return ast.literal_eval(self.default_source)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return ...
+
+
+@dataclass
+class ValidatedGrid:
+    """A grid spec that passed validation, with its resolved notebook and parameters."""
+
+    path: Path
+    spec: GridSpec
+    notebook: Path
+    parameters: dict[str, NotebookParameter] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.path.stem
+
+
+_FIXES = {
+    "notebook": "give the path of the base notebook, relative to the grid file",
+    "rank_by": "write e.g. `rank_by: {metric: test_accuracy, mode: max}`",
+    "rank_by.mode": "use `max` (higher is better) or `min` (lower is better)",
+    "rank_by.metric": "name the final metric the notebook logs with run.log_metrics",
+    "timeout": "give the per-run limit in seconds, a positive number",
+    "seeds": "give a list of integers, e.g. `seeds: [1, 2, 3]`",
+    "grid": "map each parameter to a non-empty list of values, e.g. `lr: [0.1, 0.01]`",
+    "runs": "give a list of parameter mappings, e.g. `runs: [{lr: 0.1}]`",
+    "params": "map parameter names to single values",
+    "name": "use letters, digits, `_`, `-` or `.` (it names the output folder)",
+}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _fix_for(loc: tuple[Any, ...]) -> str:
+    name = _field_name(loc)
+    for key in (name, ".".join(str(p) for p in loc[:2]), str(loc[0]) if loc else ""):
+        if key in _FIXES:
+            return _FIXES[key]
+    return "correct the value as the message says"
+
+
+def _pydantic_problems(file: str, exc: ValidationError) -> list[SpecProblem]:
+    allowed = ", ".join(GridSpec.model_fields)
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            where = _field_name(loc[:-1]) if len(loc) > 1 else "(top level)"
+            known = ", ".join(RankBy.model_fields) if loc[0] == "rank_by" else allowed
+            problems.append(
+                SpecProblem(
+                    file,
+                    _field_name(loc),
+                    f"unknown key {loc[-1]!r} in {where}",
+                    f"remove it, or use one of: {known}",
+                )
+            )
+        elif err["type"] == "missing":
+            problems.append(
+                SpecProblem(file, _field_name(loc), "required key is missing", _fix_for(loc))
+            )
+        elif err["type"] == "too_short" and loc and loc[0] in {"grid", "seeds", "runs"}:
+            problems.append(
+                SpecProblem(
+                    file, _field_name(loc), "empty list: it would expand to no runs", _fix_for(loc)
+                )
+            )
+        else:
+            problems.append(SpecProblem(file, _field_name(loc), err["msg"], _fix_for(loc)))
+    return problems
+
+
+def _empty_list_problems(file: str, raw: dict[str, Any]) -> list[SpecProblem]:
+    problems = []
+    grid = raw.get("grid")
+    if isinstance(grid, dict):
+        for key, values in grid.items():
+            if isinstance(values, list) and not values:
+                problems.append(
+                    SpecProblem(
+                        file,
+                        f"grid.{key}",
+                        "empty list: it would expand to no runs",
+                        _FIXES["grid"],
+                    )
+                )
+    for key in ("seeds", "runs"):
+        if isinstance(raw.get(key), list) and not raw[key]:
+            problems.append(
+                SpecProblem(
+                    file,
+                    key,
+                    "empty list: it would expand to no runs",
+                    f"remove `{key}`, or {_FIXES[key][0].lower()}{_FIXES[key][1:]}",
+                )
+            )
+    return problems
+
+
+def read_notebook_parameters(notebook: Path) -> dict[str, NotebookParameter] | None:
+    """The variables of the notebook's `parameters` cell (via papermill), or None if it has none."""
+    import papermill
+
+    inspected = papermill.inspect_notebook(str(notebook))
+    if not inspected:
+        return None
+    return {
+        name: NotebookParameter(name, str(info.get("default")), str(info.get("inferred_type_name")))
+        for name, info in inspected.items()
+    }
+
+
+def _type_mismatch(value: Any, default: Any) -> str | None:
+    """Why `value` cannot stand for a parameter whose default is `default`, or None if it can."""
+    if default is ... or default is None or value is None:
+        return None
+    expected: tuple[type, ...]
+    if isinstance(default, bool):
+        expected = (bool,)
+    elif isinstance(default, int):
+        expected = (int,)
+    elif isinstance(default, float):
+        expected = (int, float)
+    elif isinstance(default, str):
+        expected = (str,)
+    elif isinstance(default, list | tuple):
+        expected = (list, tuple)
+    elif isinstance(default, dict):
+        expected = (dict,)
+    else:
+        return None
+    if isinstance(value, bool) and bool not in expected:
+        return f"{value!r} is a bool"
+    if not isinstance(value, expected):
+        return f"{value!r} is a {type(value).__name__}"
+    return None
+
+
+def parameter_problems(
+    file: str, spec: GridSpec, parameters: dict[str, NotebookParameter], notebook: Path
+) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    defined = ", ".join(sorted(parameters)) or "(none)"
+
+    def check(field_name: str, name: str, values: list[Any]) -> None:
+        if name in INJECTED_PARAMS:
+            problems.append(
+                SpecProblem(
+                    file,
+                    field_name,
+                    f"{name!r} is set by the runner for every run",
+                    f"remove {name!r}",
+                )
+            )
+            return
+        if name not in parameters:
+            problems.append(
+                SpecProblem(
+                    file,
+                    field_name,
+                    f"parameter {name!r} is not defined in the parameters cell of {notebook.name}",
+                    f"use one of: {defined}; or add `{name} = ...` to that cell",
+                )
+            )
+            return
+        param = parameters[name]
+        for value in values:
+            why = _type_mismatch(value, param.default)
+            if why:
+                problems.append(
+                    SpecProblem(
+                        file,
+                        field_name,
+                        f"{why}, but the notebook default is {param.default_source} "
+                        f"({type(param.default).__name__})",
+                        f"give a {type(param.default).__name__} value, or change the default in "
+                        f"the parameters cell of {notebook.name}",
+                    )
+                )
+                break
+
+    for name, value in spec.params.items():
+        check(f"params.{name}", name, [value])
+    for name, values in spec.grid.items():
+        check(f"grid.{name}", name, values)
+        if name in spec.params:
+            problems.append(
+                SpecProblem(
+                    file,
+                    f"grid.{name}",
+                    f"{name!r} is both a fixed param and a grid axis",
+                    f"keep it in one place: remove params.{name} or grid.{name}",
+                )
+            )
+    for i, run in enumerate(spec.runs or []):
+        for name, value in run.items():
+            check(f"runs[{i}].{name}", name, [value])
+    for injected in INJECTED_PARAMS:
+        if injected not in parameters:
+            problems.append(
+                SpecProblem(
+                    file,
+                    "notebook",
+                    f"{notebook.name}'s parameters cell does not define {injected!r}",
+                    f"add `{injected} = None` to the parameters cell (the runner injects it)",
+                )
+            )
+    if spec.seeds and SEED_PARAM not in parameters:
+        problems.append(
+            SpecProblem(
+                file,
+                "seeds",
+                f"seeds are given but {notebook.name}'s parameters cell does not define 'seed'",
+                "add `seed = 42` to the parameters cell and pass it to cvlab.runs.start",
+            )
+        )
+    if spec.seeds and any(SEED_PARAM in d for d in [spec.params, spec.grid, *(spec.runs or [])]):
+        problems.append(
+            SpecProblem(
+                file,
+                "seeds",
+                "'seed' is set both by `seeds` and as a parameter",
+                "list seeds only under `seeds`",
+            )
+        )
+    return problems
+
+
+def load_grid_spec(path: str | Path) -> ValidatedGrid:
+    """Read and validate a grid YAML file; raise GridSpecError listing every problem."""
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise GridSpecError(
+            [
+                SpecProblem(
+                    file, "(file)", "no such grid file", "check the path; grids live in grids/"
+                )
+            ]
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise GridSpecError(
+            [SpecProblem(file, where, f"YAML syntax error: {reason}", "fix the YAML at that spot")]
+        ) from exc
+    if not isinstance(raw, dict):
+        raise GridSpecError(
+            [
+                SpecProblem(
+                    file,
+                    "(top level)",
+                    "the file is not a mapping of keys",
+                    "start from grids/quickstart.yaml (notebook, params, grid, rank_by)",
+                )
+            ]
+        )
+
+    problems = _empty_list_problems(file, raw)
+    try:
+        spec = GridSpec.model_validate(raw)
+    except ValidationError as exc:
+        seen = {(p.field, p.message) for p in problems}
+        problems += [p for p in _pydantic_problems(file, exc) if (p.field, p.message) not in seen]
+        spec = None
+
+    notebook_value = raw.get("notebook")
+    notebook = (path.parent / notebook_value).resolve() if isinstance(notebook_value, str) else None
+    parameters: dict[str, NotebookParameter] = {}
+    if notebook is not None and notebook_value:
+        if not notebook.is_file():
+            problems.append(
+                SpecProblem(
+                    file,
+                    "notebook",
+                    f"notebook {notebook_value!r} not found (looked at {notebook})",
+                    "give the path relative to the grid file, e.g. ../notebooks/00_quickstart.ipynb",
+                )
+            )
+        else:
+            found = read_notebook_parameters(notebook)
+            if found is None:
+                problems.append(
+                    SpecProblem(
+                        file,
+                        "notebook",
+                        f"{notebook.name} has no cell tagged 'parameters'",
+                        "tag the notebook's first code cell 'parameters' (View > Cell Toolbar > Tags)",
+                    )
+                )
+            else:
+                parameters = found
+                if spec is not None:
+                    problems += parameter_problems(file, spec, parameters, notebook)
+
+    if problems:
+        raise GridSpecError(problems)
+    assert spec is not None and notebook is not None
+    return ValidatedGrid(path=path, spec=spec, notebook=notebook, parameters=parameters)

@@ -1,0 +1,106 @@
+"""Per-grid comparison figures in `figs/<grid>/`: rank metric against each varied parameter,
+and the validation curves of every run overlaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cvlab.atomic_io import write_atomic
+from cvlab.report.ranking import varied_params
+from cvlab.runs.curves import metric_pairs
+from cvlab.runs.record import HISTORY_FILE
+from cvlab.workspace import Workspace
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    fig.tight_layout()
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _sort_key(value: object) -> tuple[int, float | str]:
+    try:
+        return (0, float(value))  # numbers in numeric order
+    except (TypeError, ValueError):
+        return (1, str(value))
+
+
+def plot_rank_vs_params(group: pd.DataFrame, path: Path) -> Path | None:
+    """One panel per varied parameter: each run's rank value (dots) and the mean per value (line)."""
+    plt = _pyplot()
+    done = group[group["rank_value"].notna()]
+    params = varied_params(group)
+    if done.empty or not params:
+        return None
+    metric = str(group["rank_metric"].iloc[0])
+    fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params), 3.2), squeeze=False)
+    for ax, col in zip(axes[0], params, strict=True):
+        labels = sorted({str(v) for v in group[col]}, key=_sort_key)
+        pos = {label: i for i, label in enumerate(labels)}
+        xs = [pos[str(v)] for v in done[col]]
+        ax.scatter(xs, done["rank_value"], alpha=0.7, zorder=3)
+        means = done.groupby(done[col].astype(str))["rank_value"].mean()
+        ax.plot(
+            [pos[k] for k in labels if k in means],
+            [means[k] for k in labels if k in means],
+            "-",
+            c="grey",
+        )
+        ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+        ax.set_xlabel(col.removeprefix("params."))
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{group['grid'].iloc[0]}: {metric} by parameter", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_validation_curves(group: pd.DataFrame, ws: Workspace, path: Path) -> Path | None:
+    """Every run's validation curves (training curves where there is no validation) overlaid."""
+    plt = _pyplot()
+    histories = {}
+    for _, row in group.iterrows():
+        csv = ws.run_dir(str(row["grid"]), str(row["run_id"])) / HISTORY_FILE
+        if csv.exists():
+            histories[str(row["name"])] = pd.read_csv(csv)
+    if not histories:
+        return None
+    pairs = metric_pairs(sorted({c for h in histories.values() for c in h.columns}))
+    columns = [val or train for train, val in pairs][:3]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.4 * len(columns), 3.4), squeeze=False)
+    for ax, col in zip(axes[0], columns, strict=True):
+        for name, hist in histories.items():
+            if col in hist:
+                ax.plot(hist["epoch"], hist[col], marker="o", ms=2, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(col)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{group['grid'].iloc[0]}: all runs", fontsize=10)
+    return _save(fig, path)
+
+
+def write_grid_figures(frame: pd.DataFrame, ws: Workspace, grid: str) -> list[Path]:
+    group = frame[frame["grid"] == grid]
+    if group.empty:
+        return []
+    out = ws.grid_figs(grid)
+    made = [
+        plot_rank_vs_params(group, out / "rank_vs_params.png"),
+        plot_validation_curves(group, ws, out / "validation_curves.png"),
+    ]
+    return [p for p in made if p is not None]

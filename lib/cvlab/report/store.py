@@ -1,0 +1,155 @@
+"""The leaderboard store: one SQLite file, written only by the driver, one transaction a run."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cvlab.atomic_io import write_atomic
+from cvlab.runs.record import RunRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS grids (
+    grid        TEXT PRIMARY KEY,
+    notebook    TEXT,
+    spec_path   TEXT,
+    rank_metric TEXT,
+    rank_mode   TEXT,
+    description TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    grid        TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    name        TEXT,
+    notebook    TEXT,
+    status      TEXT,
+    seed        INTEGER,
+    rank_value  REAL,
+    params      TEXT,
+    metrics     TEXT,
+    error_type  TEXT,
+    error_message TEXT,
+    error_traceback TEXT,
+    epochs      INTEGER,
+    started_at  TEXT,
+    ended_at    TEXT,
+    duration_s  REAL,
+    record      TEXT,
+    PRIMARY KEY (grid, run_id)
+);
+"""
+
+# The fixed columns of `LeaderboardStore.frame()`, before one column per parameter and metric.
+BASE_COLUMNS = [
+    "grid", "run_id", "name", "notebook", "status", "seed", "rank_metric", "rank_mode",
+    "rank_value", "error_type", "error_message", "error_traceback", "epochs",
+    "started_at", "ended_at", "duration_s",
+]  # fmt: skip
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class LeaderboardStore:
+    """Runs of every grid in `logs/leaderboard.db`; `frame()` flattens them for the page and CSV."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def register_grid(
+        self,
+        grid: str,
+        *,
+        notebook: str,
+        spec_path: str,
+        rank_metric: str,
+        rank_mode: str,
+        description: str = "",
+    ) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO grids VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(grid) DO UPDATE SET "
+                "notebook=excluded.notebook, spec_path=excluded.spec_path, "
+                "rank_metric=excluded.rank_metric, rank_mode=excluded.rank_mode, "
+                "description=excluded.description",
+                (grid, notebook, spec_path, rank_metric, rank_mode, description),
+            )
+
+    def grids(self) -> dict[str, dict[str, Any]]:
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            return {row["grid"]: dict(row) for row in conn.execute("SELECT * FROM grids")}
+
+    def upsert(self, records: Iterable[RunRecord]) -> None:
+        """Insert or replace runs, all in one transaction."""
+        grids = self.grids()
+        rows = []
+        for rec in records:
+            metric = grids.get(rec.grid, {}).get("rank_metric")
+            rank_value = _finite_or_none(rec.metrics.get(metric)) if metric else None
+            rows.append(
+                (
+                    rec.grid, rec.run_id, rec.name, rec.notebook, rec.status, rec.seed, rank_value,
+                    json.dumps(rec.params, default=str), json.dumps(rec.metrics, default=str),
+                    rec.error.type if rec.error else None,
+                    rec.error.message if rec.error else None,
+                    rec.error.traceback if rec.error else None,
+                    rec.epochs_completed,
+                    rec.started_at.isoformat() if rec.started_at else None,
+                    rec.ended_at.isoformat() if rec.ended_at else None,
+                    rec.duration_s, rec.model_dump_json(),
+                )
+            )  # fmt: skip
+        with self._connect() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
+
+    def records(self, grid: str | None = None) -> list[RunRecord]:
+        query, args = "SELECT record FROM runs", ()
+        if grid is not None:
+            query, args = query + " WHERE grid = ?", (grid,)
+        with self._connect() as conn:
+            return [RunRecord.model_validate_json(r[0]) for r in conn.execute(query, args)]
+
+    def frame(self) -> pd.DataFrame:
+        """One row per run: the fixed columns, then `params.<name>` and `metrics.<name>` columns."""
+        with self._connect() as conn:
+            runs = pd.read_sql_query("SELECT * FROM runs ORDER BY grid, started_at", conn)
+            grids = pd.read_sql_query("SELECT grid, rank_metric, rank_mode FROM grids", conn)
+        if runs.empty:
+            return pd.DataFrame(columns=BASE_COLUMNS)
+        runs = runs.merge(grids, on="grid", how="left")
+        # Recomputed here so that a grid whose rank_by changed ranks its old runs by the new metric.
+        runs["rank_value"] = [
+            _finite_or_none(json.loads(m).get(metric)) if isinstance(metric, str) else None
+            for m, metric in zip(runs["metrics"], runs["rank_metric"], strict=True)
+        ]
+        params = pd.json_normalize([json.loads(p) for p in runs["params"]], max_level=0)
+        metrics = pd.json_normalize([json.loads(m) for m in runs["metrics"]], max_level=0)
+        params.columns = [f"params.{c}" for c in params.columns]
+        metrics.columns = [f"metrics.{c}" for c in metrics.columns]
+        return pd.concat([runs[BASE_COLUMNS], params, metrics], axis=1)
+
+    def export_csv(self, path: str | Path) -> Path:
+        frame = self.frame()
+        return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -1,0 +1,46 @@
+"""Training-curve plots: loss and accuracy, training against validation, per epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cvlab.atomic_io import write_atomic
+
+
+def metric_pairs(columns: list[str]) -> list[tuple[str, str | None]]:
+    """Pair each training metric with its `val_` twin, loss first: [('loss', 'val_loss'), ...]."""
+    train = [c for c in columns if c not in {"epoch", "lr", "learning_rate", "time_s"}]
+    train = [c for c in train if not c.startswith("val_")]
+    train.sort(key=lambda c: (c != "loss", c))
+    return [(c, f"val_{c}" if f"val_{c}" in columns else None) for c in train]
+
+
+def plot_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Draw one panel per metric (train solid, validation dashed) and save it atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    pairs = metric_pairs(list(history.columns)) or [("loss", None)]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.4), squeeze=False)
+    x = history["epoch"] if "epoch" in history else range(1, len(history) + 1)
+    for ax, (train, val) in zip(axes[0], pairs, strict=True):
+        if train in history:
+            ax.plot(x, history[train], marker="o", ms=3, label=f"train {train}")
+        if val:
+            ax.plot(x, history[val], marker="o", ms=3, ls="--", label=f"validation {train}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(train)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    finally:
+        plt.close(fig)
+    return Path(path)

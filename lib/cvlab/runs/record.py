@@ -1,0 +1,85 @@
+"""The run record: `record.json` in a run directory, the one file that describes a run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cvlab.atomic_io import write_json_atomic
+from cvlab.errors import RunRecordError
+
+RECORD_FILE = "record.json"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "curves.png"
+NOTEBOOK_FILE = "run.ipynb"
+HTML_FILE = "run.html"
+
+RunStatus = Literal["pending", "running", "ok", "failed", "timeout", "diverged", "interrupted"]
+# A finished run is a result: the grid runner skips it unless forced.
+FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "diverged"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunError(BaseModel):
+    """Why a run did not finish: exception type, message and the traceback's tail."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class RunRecord(BaseModel):
+    """Everything known about one run; written atomically as `record.json`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    name: str = ""
+    grid: str = "interactive"
+    notebook: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+    status: RunStatus = "running"
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    error: RunError | None = None
+    epochs_completed: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_s: float | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunRecord:
+        path = Path(run_dir) / RECORD_FILE
+        try:
+            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise RunRecordError(f"{path}: no run record here") from exc
+        except ValidationError as exc:
+            raise RunRecordError(f"{path}: not a valid run record: {exc}") from exc
+
+    @classmethod
+    def load_if_present(cls, run_dir: str | Path) -> RunRecord | None:
+        try:
+            return cls.load(run_dir)
+        except RunRecordError:
+            return None
+
+    def save(self, run_dir: str | Path) -> Path:
+        return write_json_atomic(Path(run_dir) / RECORD_FILE, self.model_dump(mode="json"))
+
+    def finish(self, status: RunStatus, error: RunError | None = None) -> None:
+        """Stamp the end time, duration and final status."""
+        self.status = status
+        self.error = error
+        self.ended_at = utc_now()
+        if self.started_at is not None:
+            self.duration_s = round((self.ended_at - self.started_at).total_seconds(), 3)

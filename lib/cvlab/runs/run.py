@@ -1,0 +1,210 @@
+"""`Run`: the one object a notebook logs through (params, history, metrics, figures, model)."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cvlab.atomic_io import write_atomic
+from cvlab.runs.curves import plot_curves
+from cvlab.runs.environment import collect_environment
+from cvlab.runs.record import (
+    CURVES_FILE,
+    HISTORY_FILE,
+    RunError,
+    RunRecord,
+    RunStatus,
+    utc_now,
+)
+
+
+def project_root(start: str | Path = ".") -> Path:
+    """The nearest folder at or above `start` holding `pyproject.toml`, else `start` itself."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return start
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and, when the notebook has imported it, Keras/TensorFlow."""
+    random.seed(seed)
+    np.random.seed(seed)
+    if "keras" in sys.modules:
+        sys.modules["keras"].utils.set_random_seed(seed)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays to plain Python values that JSON and SQLite accept."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+class Run:
+    """A run in progress. Every change is written to `record.json` at once, atomically."""
+
+    def __init__(self, run_dir: Path, record: RunRecord):
+        self.run_dir = run_dir
+        self.record = record
+        self.history: list[dict[str, float]] = []
+        self._diverged = False
+
+    # -- parameters, metrics, notes -------------------------------------------------------
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.record.params)
+
+    @property
+    def seed(self) -> int | None:
+        return self.record.seed
+
+    def log_params(self, **params: Any) -> None:
+        """Add parameters the notebook derived (they show in the leaderboard beside the grid's)."""
+        self.record.params.update({k: _plain(v) for k, v in params.items()})
+        self._save()
+
+    def log_metrics(self, **metrics: Any) -> None:
+        """Record final metrics (test accuracy, rank-5, ...); the leaderboard ranks by one."""
+        self.record.metrics.update({k: _plain(v) for k, v in metrics.items()})
+        self._save()
+
+    def note(self, text: str) -> None:
+        """A free-form note, kept in the record and shown with the run."""
+        self.record.notes.append(str(text))
+        self._save()
+
+    # -- per-epoch history ----------------------------------------------------------------
+    def log_epoch(self, epoch: int, total_epochs: int | None = None, **values: float) -> None:
+        """Append one epoch's values, rewrite `history.csv` and redraw `curves.png`.
+
+        Works for any training loop; Keras users get it through `keras_callback()`.
+        A NaN or infinite loss marks the run as diverged.
+        """
+        row = {"epoch": int(epoch), **{k: float(_plain(v)) for k, v in values.items()}}
+        self.history.append(row)
+        self.record.epochs_completed = int(epoch)
+        frame = pd.DataFrame(self.history)
+        write_atomic(self.run_dir / HISTORY_FILE, lambda tmp: frame.to_csv(tmp, index=False))
+        plot_curves(frame, self.run_dir / CURVES_FILE, title=self.record.name or self.record.run_id)
+        self.record.artifacts.setdefault("history", HISTORY_FILE)
+        self.record.artifacts.setdefault("curves", CURVES_FILE)
+        loss = values.get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.mark_diverged(f"loss became {loss} at epoch {epoch}")
+        self._save()
+        shown = " - ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+        of = f"/{total_epochs}" if total_epochs else ""
+        print(f"[{self.record.name or self.record.run_id}] epoch {epoch}{of} - {shown}", flush=True)
+
+    def keras_callback(self, **options: Any):
+        """A Keras callback that logs every epoch here and stops training when loss is NaN."""
+        from cvlab.runs.keras_callback import RunHistoryCallback
+
+        return RunHistoryCallback(self, **options)
+
+    def mark_diverged(self, reason: str) -> None:
+        """Training blew up (NaN loss): the run ends as `diverged`, not `ok`."""
+        if not self._diverged:
+            self._diverged = True
+            self.record.notes.append(f"diverged: {reason}")
+            self.record.status = "diverged"
+            self._save()
+
+    @property
+    def diverged(self) -> bool:
+        return self._diverged
+
+    # -- artifacts ------------------------------------------------------------------------
+    def save_figure(self, fig: Any, name: str) -> Path:
+        """Save a matplotlib figure as `figures/<name>.png` in the run directory."""
+        rel = f"figures/{name}.png"
+        write_atomic(self.run_dir / rel, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        self.record.artifacts[f"figure:{name}"] = rel
+        self._save()
+        return self.run_dir / rel
+
+    def save_model(self, model: Any, name: str = "model.keras") -> Path:
+        """Save a Keras model in the run directory (reloadable with `keras.models.load_model`)."""
+        path = self.run_dir / name
+        # Keras picks the format from the suffix, so the temporary file keeps it.
+        tmp = path.with_name(f".tmp-{name}")
+        model.save(tmp)
+        tmp.replace(path)
+        self.record.artifacts["model" if name == "model.keras" else f"model:{name}"] = name
+        self._save()
+        return path
+
+    def artifact_path(self, name: str) -> Path:
+        """A path inside the run directory for a file the notebook writes itself."""
+        return self.run_dir / name
+
+    def log_artifact(self, name: str, relative_path: str) -> None:
+        self.record.artifacts[name] = relative_path
+        self._save()
+
+    # -- end --------------------------------------------------------------------------------
+    def finish(self) -> RunRecord:
+        """Mark the run finished (`ok`, or `diverged` if training blew up)."""
+        status: RunStatus = "diverged" if self._diverged else "ok"
+        self.record.finish(status)
+        self._save()
+        return self.record
+
+    def fail(self, exc: BaseException) -> None:
+        """Record an exception the notebook caught but that ends the run."""
+        self.record.finish("failed", RunError(type=type(exc).__name__, message=str(exc)))
+        self._save()
+
+    def _save(self) -> None:
+        self.record.save(self.run_dir)
+
+    def __repr__(self) -> str:
+        return f"Run({self.record.name or self.record.run_id!r}, dir={str(self.run_dir)!r})"
+
+
+def start(
+    run_dir: str | Path | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> Run:
+    """Open the run a notebook logs to.
+
+    Under the grid runner `run_dir` is injected and already holds the run's record
+    (params, seed, grid). Interactively (`run_dir=None`) a new folder
+    `experiments/interactive/<timestamp>/` is made in the project.
+    """
+    if run_dir is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        run_dir = project_root() / "experiments" / "interactive" / stamp
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = RunRecord.load_if_present(run_dir)
+    if record is None:
+        record = RunRecord(
+            run_id=run_dir.name,
+            name=run_dir.name,
+            started_at=utc_now(),
+            environment=collect_environment(),
+        )
+    if params:
+        record.params.update({k: _plain(v) for k, v in params.items()})
+    if seed is not None:
+        record.seed = int(seed)
+    record.status = "running"
+    run = Run(run_dir, record)
+    if record.seed is not None:
+        seed_everything(record.seed)
+    run._save()
+    return run
