@@ -24,16 +24,25 @@ def run_notebook(
     *,
     timeout: float | None = None,
     kernel_name: str = "python3",
+    rank_by: str | None = None,
+    rank_mode: str = "max",
 ) -> RunRecord:
     """Execute one notebook with `params` and record it as a run, like nbrun's `run_notebook`.
 
     The executed notebook, its HTML, `record.json` and the leaderboard row land under
-    `out_dir` (default: the current directory) exactly as for a grid run.
+    `out_dir` (default: the current directory) exactly as for a grid run, in a grid named
+    after the notebook; `rank_by` names the metric that ranks it on the leaderboard.
     """
     from cvlab.grid.single import run_single_notebook
 
     return run_single_notebook(
-        notebook, params or {}, out_dir, timeout=timeout, kernel_name=kernel_name
+        notebook,
+        params or {},
+        out_dir,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        rank_by=rank_by,
+        rank_mode=rank_mode,
     )
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -70,11 +71,26 @@ class _Tee:
         self.log.flush()
 
 
+def _tracked_kernel_manager(holder: dict, socket_dir: str):
+    """A kernel-manager class for nbclient that hands its instance to `holder` (for the timeout
+    watchdog) and talks to the kernel over local IPC sockets instead of TCP ports."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class TrackedKernelManager(AsyncKernelManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.transport = "ipc"
+            self.ip = os.path.join(socket_dir, "kernel")
+            holder["km"] = self
+
+    return TrackedKernelManager
+
+
 class _Watchdog:
     """Interrupts the kernel when the run's time is up, then kills it if it does not stop."""
 
-    def __init__(self, km, timeout: float | None):
-        self.km = km
+    def __init__(self, holder: dict, timeout: float | None):
+        self.holder = holder
         self.fired = False
         self._timers = []
         if timeout:
@@ -85,7 +101,8 @@ class _Watchdog:
                 timer.start()
 
     def _signal(self, sig: int) -> None:
-        pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+        km = self.holder.get("km")
+        pid = getattr(getattr(km, "provisioner", None), "pid", None)
         if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -148,7 +165,6 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
     The executed notebook and its HTML are kept in every case.
     """
     import papermill
-    from jupyter_client.manager import KernelManager
     from papermill.exceptions import PapermillExecutionError
 
     workspace = Workspace.at(workspace_root)
@@ -160,10 +176,13 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
 
     status: RunStatus = "ok"
     error: RunError | None = None
-    km = KernelManager(kernel_name=plan.kernel)
-    watchdog = _Watchdog(km, plan.timeout)
+    holder: dict = {}
+    watchdog = _Watchdog(holder, plan.timeout)
     interrupted: BaseException | None = None
-    with open(log_path, "a", encoding="utf-8") as log:
+    with (
+        open(log_path, "a", encoding="utf-8") as log,
+        tempfile.TemporaryDirectory(prefix="cvlab-k") as socket_dir,
+    ):
         log.write(
             f"=== {utc_now().isoformat()} run {plan.run_id} ({plan.name}) of grid {plan.grid}\n"
         )
@@ -179,7 +198,7 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
                 log_output=False,
                 stdout_file=tee,
                 stderr_file=tee,
-                km=km,
+                kernel_manager_class=_tracked_kernel_manager(holder, socket_dir),
             )
         except PapermillExecutionError as exc:
             status = "timeout" if watchdog.fired else "failed"
@@ -199,19 +218,14 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
                 traceback=traceback_tail(traceback.format_exc()),
             )
         finally:
-            watchdog.cancel()
-            try:
-                if km.has_kernel:
-                    km.shutdown_kernel(now=True)
-            except Exception:  # noqa: BLE001 - a kernel that is already gone is fine
-                pass
+            watchdog.cancel()  # nbclient owns the kernel and has shut it down by now
         if status == "timeout" and error is not None:
             error.message = (
                 f"run exceeded its {plan.timeout:g} s timeout ({error.type}: {error.message})"
             )
         record = RunRecord.load(run_dir)
-        if status == "ok" and record.status == "diverged":
-            status = "diverged"
+        if status == "ok" and record.status in {"diverged", "failed"}:
+            status, error = record.status, record.error  # the notebook said so (NaN loss, run.fail)
         record.finish(status, error)
         _finish_outputs(record, run_dir, output, workspace)
         record.save(run_dir)

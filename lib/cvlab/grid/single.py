@@ -8,7 +8,7 @@ from typing import Any
 from cvlab.errors import GridSpecError, SpecProblem
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan, notebook_digest, readable_name, run_id_for
-from cvlab.grid.spec import GridSpec, RankBy, parameter_problems, read_notebook_parameters
+from cvlab.grid.spec import parameter_problems, read_notebook_parameters
 from cvlab.report.publish import publish
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs.record import RunRecord
@@ -23,6 +23,7 @@ def run_single_notebook(
     timeout: float | None = None,
     kernel_name: str = "python3",
     rank_by: str | None = None,
+    rank_mode: str = "max",
 ) -> RunRecord:
     """Validate `params` against the notebook, execute it as grid `<notebook stem>`, record it."""
     notebook = Path(notebook).resolve()
@@ -41,10 +42,7 @@ def run_single_notebook(
                 )
             ]
         )
-    spec = GridSpec(
-        notebook=str(notebook), params=params, rank_by=RankBy(metric=rank_by or "score")
-    )
-    problems = parameter_problems(label, spec, parameters, notebook)
+    problems = parameter_problems(label, {"params": params}, parameters, notebook)
     if problems:
         raise GridSpecError(problems)
     ws = Workspace.at(out_dir or ".")
@@ -65,8 +63,8 @@ def run_single_notebook(
             grid,
             notebook=str(notebook),
             spec_path="",
-            rank_metric=spec.rank_by.metric,
-            rank_mode="max",
+            rank_metric=rank_by or "",
+            rank_mode=rank_mode,
         )
     record = execute_run(plan, ws.root, echo=True)
     store.upsert([record])

@@ -199,9 +199,26 @@ def _type_mismatch(value: Any, default: Any) -> str | None:
     return None
 
 
+def _sections(raw: dict[str, Any]) -> tuple[dict, dict, list, list | None]:
+    """`params`, `grid`, `runs` and `seeds` of a raw spec, keeping only parts of the right shape,
+    so parameter names are checked even when other fields failed validation."""
+    params = raw.get("params") if isinstance(raw.get("params"), dict) else {}
+    grid = raw.get("grid") if isinstance(raw.get("grid"), dict) else {}
+    grid = {k: v for k, v in grid.items() if isinstance(v, list)}
+    runs = (
+        [r for r in raw.get("runs") or [] if isinstance(r, dict)]
+        if isinstance(raw.get("runs"), list)
+        else []
+    )
+    seeds = raw.get("seeds") if isinstance(raw.get("seeds"), list) else None
+    return params, grid, runs, seeds
+
+
 def parameter_problems(
-    file: str, spec: GridSpec, parameters: dict[str, NotebookParameter], notebook: Path
+    file: str, raw: dict[str, Any], parameters: dict[str, NotebookParameter], notebook: Path
 ) -> list[SpecProblem]:
+    """Names the notebook's parameters cell does not define, and values of the wrong type."""
+    params, grid, runs, seeds = _sections(raw)
     problems: list[SpecProblem] = []
     defined = ", ".join(sorted(parameters)) or "(none)"
 
@@ -242,11 +259,11 @@ def parameter_problems(
                 )
                 break
 
-    for name, value in spec.params.items():
+    for name, value in params.items():
         check(f"params.{name}", name, [value])
-    for name, values in spec.grid.items():
+    for name, values in grid.items():
         check(f"grid.{name}", name, values)
-        if name in spec.params:
+        if name in params:
             problems.append(
                 SpecProblem(
                     file,
@@ -255,7 +272,7 @@ def parameter_problems(
                     f"keep it in one place: remove params.{name} or grid.{name}",
                 )
             )
-    for i, run in enumerate(spec.runs or []):
+    for i, run in enumerate(runs):
         for name, value in run.items():
             check(f"runs[{i}].{name}", name, [value])
     for injected in INJECTED_PARAMS:
@@ -268,7 +285,7 @@ def parameter_problems(
                     f"add `{injected} = None` to the parameters cell (the runner injects it)",
                 )
             )
-    if spec.seeds and SEED_PARAM not in parameters:
+    if seeds and SEED_PARAM not in parameters:
         problems.append(
             SpecProblem(
                 file,
@@ -277,7 +294,7 @@ def parameter_problems(
                 "add `seed = 42` to the parameters cell and pass it to cvlab.runs.start",
             )
         )
-    if spec.seeds and any(SEED_PARAM in d for d in [spec.params, spec.grid, *(spec.runs or [])]):
+    if seeds and any(SEED_PARAM in d for d in [params, grid, *runs]):
         problems.append(
             SpecProblem(
                 file,
@@ -356,8 +373,7 @@ def load_grid_spec(path: str | Path) -> ValidatedGrid:
                 )
             else:
                 parameters = found
-                if spec is not None:
-                    problems += parameter_problems(file, spec, parameters, notebook)
+                problems += parameter_problems(file, raw, parameters, notebook)
 
     if problems:
         raise GridSpecError(problems)

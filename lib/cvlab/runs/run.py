@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import random
 import sys
@@ -35,11 +36,13 @@ def project_root(start: str | Path = ".") -> Path:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and, when the notebook has imported it, Keras/TensorFlow."""
+    """Seed Python, NumPy and Keras (with its backend), so that a run can be repeated."""
     random.seed(seed)
     np.random.seed(seed)
-    if "keras" in sys.modules:
-        sys.modules["keras"].utils.set_random_seed(seed)
+    if "keras" in sys.modules or importlib.util.find_spec("keras") is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,117 @@
+"""Shared fixtures: small notebooks that need no TensorFlow, grid files, and the CLI in-process."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from notebook_builder import write_notebook  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A light base notebook: it logs through cvlab.runs like a real one but trains nothing.
+LIGHT_CELLS = [
+    ("md", "# A light test notebook"),
+    (
+        "code",
+        """
+run_dir = None
+seed = 0
+x = 1
+lr = 0.1
+mode = "ok"
+sleep_s = 0.0
+""",
+    ),
+    (
+        "code",
+        """
+import math, time
+import cvlab
+
+run = cvlab.runs.start(run_dir)
+for epoch in (1, 2):
+    run.log_epoch(epoch, 2, loss=1.0 / (epoch * x), val_loss=1.5 / (epoch * x), accuracy=0.5 + 0.1 * epoch)
+if mode == "fail":
+    raise ValueError(f"bad value x={x}")
+if mode == "sleep":
+    time.sleep(sleep_s)
+if mode == "nan":
+    run.log_epoch(3, 3, loss=float("nan"))
+if mode == "caught":  # the notebook handles an error itself and ends the run as failed
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        run.fail(exc)
+else:
+    run.log_metrics(score=x * lr + seed / 1000)
+    run.finish()
+""",
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_tf(monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+@pytest.fixture
+def light_notebook(tmp_path: Path) -> Path:
+    return write_notebook(LIGHT_CELLS, tmp_path / "light.ipynb")
+
+
+@pytest.fixture
+def write_grid(tmp_path: Path):
+    """Write a grid YAML beside the notebooks in tmp_path; `raw=` writes text as it is."""
+
+    def _write(spec: dict | None = None, *, raw: str | None = None, name: str = "g.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(raw if raw is not None else yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, capsys):
+    """Run `run_grid.py` in-process with `--out tmp_path/out`; returns (exit code, stdout, stderr)."""
+    from cvlab.grid.cli import main
+
+    out = tmp_path / "out"
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = main([*map(str, args), "--out", str(out), "--quiet"])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    _run.out = out
+    return _run
+
+
+def light_spec(**overrides) -> dict:
+    spec = {
+        "notebook": "light.ipynb",
+        "params": {"lr": 0.5},
+        "grid": {"x": [1, 2]},
+        "rank_by": {"metric": "score", "mode": "max"},
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def in_tmp_project(tmp_path: Path, monkeypatch) -> Path:
+    """A working directory that looks like a project root (for interactive runs)."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

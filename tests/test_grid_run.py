@@ -1,0 +1,215 @@
+"""The grid runner end to end on a light notebook: statuses, resume, options, leaderboard, page."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+import pytest
+
+import cvlab
+from cvlab.runs import RunRecord
+from cvlab.workspace import Workspace
+
+from conftest import light_spec
+
+
+def records(out: Path, grid: str = "g") -> dict[str, RunRecord]:
+    return {r.name: r for r in (RunRecord.load(d) for d in (out / "experiments" / grid).iterdir())}
+
+
+def test_failed_run_is_recorded_and_grid_goes_on(light_notebook, write_grid, run_cli):
+    path = write_grid(light_spec(grid={"mode": ["fail", "ok"]}))
+    code, out, err = run_cli(path)
+    assert code == 1  # a run failed
+    recs = records(run_cli.out)
+    failed, ok = recs["mode=fail"], recs["mode=ok"]
+    assert failed.status == "failed" and ok.status == "ok"
+    assert failed.error.type == "ValueError" and "bad value x=1" in failed.error.message
+    assert 'raise ValueError(f"bad value x={x}")' in failed.error.traceback
+    run_dir = Workspace.at(run_cli.out).run_dir("g", failed.run_id)
+    assert (run_dir / "run.ipynb").exists() and (run_dir / "run.html").exists()
+    assert "ValueError" in (run_dir / "run.html").read_text()
+    assert ok.metrics == {"score": 0.5}
+    assert "1 failed, 1 ok" in out
+
+
+def test_resume_skips_finished_and_retries_failed(light_notebook, write_grid, run_cli):
+    path = write_grid(light_spec(grid={"x": [1, 2], "mode": ["ok", "fail"]}))
+    run_cli(path)
+    first = records(run_cli.out)
+    code, out, _ = run_cli(path, "--dry-run")
+    assert code == 0
+    actions = [line.split()[-1] for line in out.splitlines()[2:]]
+    assert sorted(actions) == ["run", "run", "skip", "skip"] and "failed" in out
+    run_cli(path)
+    second = records(run_cli.out)
+    for name in ("x=1,mode=ok", "x=2,mode=ok"):
+        assert second[name].started_at == first[name].started_at  # not executed again
+    for name in ("x=1,mode=fail", "x=2,mode=fail"):
+        assert second[name].started_at > first[name].started_at  # retried
+    run_cli(path, "--force")
+    third = records(run_cli.out)
+    assert all(third[n].started_at > second[n].started_at for n in third)
+
+
+def test_dry_run_runs_nothing(light_notebook, write_grid, run_cli):
+    code, out, _ = run_cli(write_grid(light_spec(grid={"x": [1, 2, 3]})), "--dry-run")
+    assert code == 0
+    assert "3 runs, 3 to run" in out and "x=3" in out and " new " in out
+    assert not (run_cli.out / "experiments").exists()
+
+
+def test_bad_spec_exits_2_and_runs_nothing(light_notebook, write_grid, run_cli):
+    code, _, err = run_cli(write_grid(light_spec(grid={"x": [1], "nope": [1]}, colour=1)))
+    assert code == 2
+    assert "grid.nope" in err and "colour" in err and "Fix:" in err and "g.yaml" in err
+    assert not (run_cli.out / "experiments").exists() and not (run_cli.out / "logs").exists()
+
+
+def test_only_and_max_runs(light_notebook, write_grid, run_cli):
+    path = write_grid(light_spec(grid={"x": [1, 2, 3]}))
+    code, _, err = run_cli(path, "--only", "x=2")
+    assert code == 0 and set(records(run_cli.out)) == {"x=2"}
+    run_cli(path, "--max-runs", "1")
+    assert set(records(run_cli.out)) == {"x=2", "x=1"}
+    code, _, err = run_cli(path, "--only", "depth=2")
+    assert code == 2 and "no run has parameter 'depth'" in err
+
+
+def test_timeout_interrupts_the_run(light_notebook, write_grid, run_cli):
+    path = write_grid(light_spec(grid={}, params={"mode": "sleep", "sleep_s": 120.0}))
+    start = time.monotonic()
+    code, _, _ = run_cli(path, "--timeout", "4")
+    assert time.monotonic() - start < 60
+    assert code == 1
+    rec = records(run_cli.out)["default"]
+    assert rec.status == "timeout" and "4 s timeout" in rec.error.message
+    assert rec.epochs_completed == 2  # what ran before the limit is kept
+    run_dir = Workspace.at(run_cli.out).run_dir("g", rec.run_id)
+    assert (run_dir / "run.html").exists() and (run_dir / "history.csv").exists()
+
+
+def test_nan_loss_becomes_diverged(light_notebook, write_grid, run_cli):
+    code, _, _ = run_cli(write_grid(light_spec(grid={"mode": ["nan", "ok"]})))
+    assert code == 0  # diverged is a result, not an error
+    recs = records(run_cli.out)
+    assert recs["mode=nan"].status == "diverged" and recs["mode=ok"].status == "ok"
+
+
+def test_failure_the_notebook_records_itself_is_kept(light_notebook, write_grid, run_cli):
+    code, _, _ = run_cli(write_grid(light_spec(grid={}, params={"mode": "caught"})))
+    assert code == 1
+    rec = records(run_cli.out)["default"]
+    assert rec.status == "failed" and rec.error.type == "KeyError"
+
+
+def test_seeds_reach_the_notebook(light_notebook, write_grid, run_cli):
+    run_cli(write_grid(light_spec(grid={}, seeds=[3, 4])))
+    recs = records(run_cli.out)
+    assert {n: (r.seed, r.metrics["score"]) for n, r in recs.items()} == {
+        "seed=3": (3, 0.5 + 0.003),
+        "seed=4": (4, 0.5 + 0.004),
+    }
+
+
+def test_leaderboard_rows_match_runs(light_notebook, write_grid, run_cli):
+    run_cli(write_grid(light_spec(grid={"x": [1, 2], "mode": ["ok", "fail"]})))
+    run_cli(write_grid(light_spec(grid={"x": [3]}, name="second"), name="h.yaml"))
+    ws = Workspace.at(run_cli.out)
+    with sqlite3.connect(ws.leaderboard_db) as conn:
+        rows = conn.execute("SELECT grid, run_id, status, rank_value, params FROM runs").fetchall()
+    on_disk = {}
+    for grid_dir in ws.experiments.iterdir():
+        if grid_dir.is_dir():
+            for d in grid_dir.iterdir():
+                rec = RunRecord.load(d)
+                on_disk[(rec.grid, rec.run_id)] = rec
+    assert {(g, r) for g, r, *_ in rows} == set(on_disk)
+    for grid, run_id, status, rank_value, params in rows:
+        rec = on_disk[(grid, run_id)]
+        assert status == rec.status and json.loads(params) == rec.params
+        assert rank_value == rec.metrics.get("score")
+    csv = pd.read_csv(ws.leaderboard_csv)
+    assert len(csv) == 5 and {"params.x", "params.mode", "metrics.score", "status"} <= set(
+        csv.columns
+    )
+    assert set(csv["grid"]) == {"g", "second"}
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key in ("href", "src") and value:
+                self.links.append(value)
+
+
+def test_every_link_in_the_page_exists(light_notebook, write_grid, run_cli):
+    run_cli(write_grid(light_spec(grid={"x": [1, 2], "mode": ["ok", "fail"]})))
+    page = Workspace.at(run_cli.out).leaderboard_page
+    text = page.read_text()
+    parser = _Links()
+    parser.feed(text)
+    local = [
+        link for link in parser.links if not urlparse(link).scheme and not link.startswith("#")
+    ]
+    assert len(local) >= 4 * 3  # notebook, ipynb and curves for each run, plus figures
+    for link in local:
+        assert (page.parent / unquote(link)).resolve().exists(), link
+    assert "★ best" in text and "ValueError" in text and "x=2,mode=ok" in text
+    # nothing is fetched from the network: the table's JavaScript is inlined
+    assert not [
+        link
+        for link in parser.links
+        if link.startswith(("http:", "https:")) and "itables.org" not in link
+    ]
+    assert "dt_src_b64" not in text and "injectModule" in text
+
+
+def test_leaderboard_mode_only_rebuilds(light_notebook, write_grid, run_cli):
+    run_cli(write_grid(light_spec()))
+    ws = Workspace.at(run_cli.out)
+    ws.leaderboard_page.unlink()
+    before = {p: p.stat().st_mtime_ns for p in ws.experiments.rglob("record.json")}
+    code, out, _ = run_cli("--leaderboard")
+    assert code == 0 and ws.leaderboard_page.exists() and "Leaderboard:" in out
+    assert before == {p: p.stat().st_mtime_ns for p in ws.experiments.rglob("record.json")}
+
+
+def test_grid_figures_are_drawn(light_notebook, write_grid, run_cli):
+    run_cli(write_grid(light_spec(grid={"x": [1, 2]})))
+    figs = Workspace.at(run_cli.out).figs / "g"
+    names = {p.name for p in figs.iterdir()}
+    assert {"rank_vs_params.png", "validation_curves.png"} <= names
+    assert len([n for n in names if n.endswith("-curves.png")]) == 2
+
+
+def test_two_workers(light_notebook, write_grid, run_cli):
+    code, _, _ = run_cli(write_grid(light_spec(grid={"x": [1, 2, 3]})), "--workers", "2")
+    assert code == 0
+    assert {n: r.status for n, r in records(run_cli.out).items()} == {
+        "x=1": "ok",
+        "x=2": "ok",
+        "x=3": "ok",
+    }
+
+
+def test_run_notebook_api(light_notebook, tmp_path):
+    record = cvlab.run_notebook(
+        light_notebook, {"x": 4, "lr": 0.25}, tmp_path / "api", rank_by="score"
+    )
+    assert record.status == "ok" and record.metrics["score"] == 1.0
+    ws = Workspace.at(tmp_path / "api")
+    assert (ws.run_dir("light", record.run_id) / "run.html").exists()
+    assert ws.leaderboard_page.exists()
+    with pytest.raises(cvlab.errors.GridSpecError, match="not defined"):
+        cvlab.run_notebook(light_notebook, {"depth": 4}, tmp_path / "api")
