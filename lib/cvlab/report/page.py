@@ -29,7 +29,8 @@ STATUS_COLOURS = {
 }
 
 _CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 1.5rem; color: #1f2328; }
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 1.5rem; color: #1f2328; font-size: .9rem; }
+table.dataTable td { white-space: nowrap; }
 h1 { font-size: 1.4rem; margin-bottom: .2rem; } h2 { font-size: 1.1rem; margin-top: 1.6rem; }
 .meta { color: #57606a; font-size: .85rem; }
 table.summary { border-collapse: collapse; font-size: .9rem; }
@@ -173,6 +174,13 @@ def write_leaderboard_page(frame: pd.DataFrame, ws: Workspace) -> Path:
             classes="display compact cell-border",
             column_filters="header",
             pageLength=50,
+            layout={
+                # not itables' default layout, which hides the controls of one-page tables
+                "topStart": "search",
+                "topEnd": "pageLength",
+                "bottomStart": "info",
+                "bottomEnd": "paging",
+            },
             lengthMenu=[10, 25, 50, 100, 500],
             order=[],
             warn_on_undocumented_option=False,
@@ -189,7 +197,7 @@ def write_leaderboard_page(frame: pd.DataFrame, ws: Workspace) -> Path:
         body = (
             f"<h2>Grids</h2>{_grid_summary(frame, ws)}"
             f"<h2>All runs</h2><p class='meta'>Sort by clicking a header, filter with the boxes "
-            f"under the headers, search with the box on the right. Varied parameters: "
+            f"under the headers, search all columns with the box above the table. Varied parameters: "
             f"{html.escape(varied_text)}"
             f"</p>{body}"
         )
