@@ -213,3 +213,42 @@ def test_run_notebook_api(light_notebook, tmp_path):
     assert ws.leaderboard_page.exists()
     with pytest.raises(cvlab.errors.GridSpecError, match="not defined"):
         cvlab.run_notebook(light_notebook, {"depth": 4}, tmp_path / "api")
+
+
+def test_interrupted_grid_resumes(light_notebook, write_grid, tmp_path):
+    """Ctrl-C in the middle of a grid keeps finished runs; the next call runs only the rest."""
+    import signal
+    import subprocess
+    import sys
+
+    path = write_grid(light_spec(grid={"x": [1, 2, 3]}, params={"mode": "sleep", "sleep_s": 4.0}))
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        str(Path(cvlab.__file__).parents[2] / "run_grid.py"),
+        str(path),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first_dir = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first_dir is None:  # wait until the first run is ok
+        time.sleep(0.5)
+        for rec_path in (out / "experiments" / "g").glob("*/record.json"):
+            if RunRecord.load(rec_path.parent).status == "ok":
+                first_dir = rec_path.parent
+    assert first_dir is not None
+    time.sleep(1.5)  # the second run is now executing
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    statuses = sorted(r.status for r in records(out).values())
+    assert statuses == ["interrupted", "ok"]
+    finished = RunRecord.load(first_dir)
+    from cvlab.grid.cli import main
+
+    assert main([str(path), "--out", str(out), "--quiet"]) == 0
+    final = records(out)
+    assert {r.status for r in final.values()} == {"ok"} and len(final) == 3
+    assert final[finished.name].started_at == finished.started_at  # not run again
