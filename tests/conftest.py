@@ -41,6 +41,15 @@ if mode == "fail":
     raise ValueError(f"bad value x={x}")
 if mode == "sleep":
     time.sleep(sleep_s)
+if mode == "stubborn":  # ignores the timeout's interrupt: only SIGKILL stops it
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    time.sleep(sleep_s)
+if mode == "divfail":
+    run.log_epoch(3, 3, loss=float("nan"))
+    raise FloatingPointError("weights are NaN")
+if mode == "html":
+    run.log_metrics(comment="<img src=x onerror=alert(1)>")
 if mode == "nan":
     run.log_epoch(3, 3, loss=float("nan"))
 if mode == "caught":  # the notebook handles an error itself and ends the run as failed
@@ -51,6 +60,8 @@ if mode == "caught":  # the notebook handles an error itself and ends the run as
 else:
     run.log_metrics(score=x * lr + seed / 1000)
     run.finish()
+if mode == "delrec":  # a notebook that removes its own record
+    (run.run_dir / "record.json").unlink()
 """,
     ),
 ]

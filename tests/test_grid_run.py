@@ -252,3 +252,74 @@ def test_interrupted_grid_resumes(light_notebook, write_grid, tmp_path):
     final = records(out)
     assert {r.status for r in final.values()} == {"ok"} and len(final) == 3
     assert final[finished.name].started_at == finished.started_at  # not run again
+
+
+def test_deleted_record_is_rebuilt_and_grid_goes_on(light_notebook, write_grid, run_cli):
+    code, _, _ = run_cli(write_grid(light_spec(grid={"mode": ["delrec", "ok"]})))
+    assert code == 0
+    recs = records(run_cli.out)
+    assert recs["mode=delrec"].status == "ok" and recs["mode=ok"].status == "ok"
+    assert any("rebuilt" in note for note in recs["mode=delrec"].notes)
+
+
+def test_divergence_explains_a_later_error(light_notebook, write_grid, run_cli):
+    run_cli(write_grid(light_spec(grid={}, params={"mode": "divfail"})))
+    rec = records(run_cli.out)["default"]
+    assert rec.status == "diverged" and rec.error.type == "FloatingPointError"
+
+
+def test_timeout_kills_a_kernel_that_ignores_the_interrupt(
+    light_notebook, write_grid, run_cli, monkeypatch
+):
+    monkeypatch.setattr("cvlab.grid.execute.INTERRUPT_GRACE_S", 2.0)
+    path = write_grid(light_spec(grid={}, params={"mode": "stubborn", "sleep_s": 120.0}))
+    start = time.monotonic()
+    code, _, _ = run_cli(path, "--timeout", "3")
+    assert time.monotonic() - start < 60 and code == 1
+    rec = records(run_cli.out)["default"]
+    assert rec.status == "timeout" and rec.epochs_completed == 2
+    assert (Workspace.at(run_cli.out).run_dir("g", rec.run_id) / "run.html").exists()
+
+
+def test_workers_record_failures_too(light_notebook, write_grid, run_cli):
+    code, _, _ = run_cli(
+        write_grid(light_spec(grid={"mode": ["ok", "fail", "nan"]})), "--workers", "2"
+    )
+    assert code == 1
+    assert {n: r.status for n, r in records(run_cli.out).items()} == {
+        "mode=ok": "ok",
+        "mode=fail": "failed",
+        "mode=nan": "diverged",
+    }
+
+
+def test_metric_text_is_escaped_in_the_page(light_notebook, write_grid, run_cli):
+    run_cli(write_grid(light_spec(grid={}, params={"mode": "html"})))
+    text = Workspace.at(run_cli.out).leaderboard_page.read_text()
+    assert "<img src=x" not in text and "&lt;img src=x" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "0"], "--timeout must be a positive number"),
+        (["--only", "x=7"], "no run matches; the grid has x: 1, 2"),
+    ],
+)
+def test_bad_options_exit_2(light_notebook, write_grid, run_cli, args, message):
+    path = write_grid(light_spec())
+    if args[0] == "--timeout":
+        with pytest.raises(SystemExit) as info:
+            run_cli(path, *args)
+        assert info.value.code == 2
+    else:
+        code, _, err = run_cli(path, *args)
+        assert code == 2 and message in err
+    assert not (run_cli.out / "experiments").exists()
+
+
+def test_outputs_are_readable_by_others(light_notebook, write_grid, run_cli):
+    run_cli(write_grid(light_spec(grid={})))
+    ws = Workspace.at(run_cli.out)
+    for path in [ws.leaderboard_page, ws.leaderboard_csv, *ws.experiments.rglob("record.json")]:
+        assert path.stat().st_mode & 0o044 == 0o044, path

@@ -177,3 +177,33 @@ def test_every_problem_reported_once(light_notebook, write_grid):
     text = str(GridSpecError(problems))
     assert text.startswith("invalid grid spec (6 problems)")
     assert all("Fix:" in line for line in text.splitlines()[1:])
+
+
+def test_scientific_notation_is_a_float(light_notebook, write_grid):
+    grid = load_grid_spec(
+        write_grid(raw="notebook: light.ipynb\ngrid: {lr: [1e-3, 5e-4]}\nrank_by: {metric: s}\n")
+    )
+    assert grid.spec.grid["lr"] == [0.001, 0.0005]
+
+
+def test_infinite_timeout(light_notebook, write_grid):
+    p = only_problem(write_grid(raw="notebook: light.ipynb\ntimeout: .inf\nrank_by: {metric: s}\n"))
+    assert p.field == "timeout"
+
+
+def test_grid_file_not_utf8(light_notebook, tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes("notebook: light.ipynb\ndescription: caf\xe9\n".encode("latin-1"))
+    assert "not UTF-8" in only_problem(path).message
+
+
+def test_notebook_that_is_not_json(tmp_path, write_grid):
+    (tmp_path / "broken.ipynb").write_text("<<<<<<< HEAD\n{}\n")
+    p = only_problem(write_grid(light_spec(notebook="broken.ipynb")))
+    assert p.field == "notebook" and "not a readable notebook" in p.message
+
+
+def test_file_name_that_cannot_name_a_folder(light_notebook, write_grid):
+    p = only_problem(write_grid(light_spec(), name="odd #1.yaml"))
+    assert p.field == "name" and "name:" in p.fix
+    load_grid_spec(write_grid(light_spec(name="odd_1"), name="odd #2.yaml"))

@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call `writer(tmp_path)` on a temporary file beside `path`, then rename it into place."""
     path = Path(path)
@@ -20,6 +26,8 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)

@@ -55,6 +55,10 @@ def stratified_splits(
     if val_fraction == 0:
         return x_rest, y_rest, x_rest[:0], y_rest[:0], x_test, y_test
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), stratify=y_rest, random_state=seed
+        x_rest,
+        y_rest,
+        test_size=val_fraction / (1 - test_fraction),
+        stratify=y_rest,
+        random_state=seed,
     )
     return x_train, y_train, x_val, y_val, x_test, y_test

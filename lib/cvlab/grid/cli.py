@@ -107,6 +107,39 @@ def _settle_unfinished(ws: Workspace, plans: list[RunPlan]) -> list[RunRecord]:
     return records
 
 
+def _publish_safely(ws: Workspace, grid: str) -> Path:
+    """Publish the page; a plotting or rendering problem must not hide the grid's results."""
+    from cvlab.report.publish import publish
+
+    try:
+        return publish(ws, [grid])
+    except Exception as exc:  # noqa: BLE001 - reported, and the runs are safe in the store
+        print(
+            f"warning: the leaderboard page could not be rebuilt ({type(exc).__name__}: {exc}); "
+            "the runs are recorded in logs/leaderboard.db. Retry with: run_grid.py --leaderboard",
+            file=sys.stderr,
+        )
+        return ws.leaderboard_page
+
+
+def _warn_unranked(ws: Workspace, grid: ValidatedGrid, plans: list[RunPlan]) -> None:
+    """Say so when no finished run logged the metric the grid ranks by (a typo in rank_by?)."""
+    metric = grid.spec.rank_by.metric
+    logged: set[str] = set()
+    for plan in plans:
+        record = RunRecord.load_if_present(ws.run_dir(plan.grid, plan.run_id))
+        if record is not None and record.status == "ok":
+            if isinstance(record.metrics.get(metric), int | float):
+                return
+            logged.update(record.metrics)
+    if logged:
+        print(
+            f"warning: {grid.path}: rank_by.metric {metric!r} is not a number any run logged; "
+            f"logged metrics: {', '.join(sorted(logged))}. Fix rank_by.metric in the grid file",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ws = Workspace.at(args.out)
@@ -121,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("give a grid file (e.g. grids/quickstart.yaml), or --leaderboard")
     if args.workers < 1 or (args.max_runs is not None and args.max_runs < 0):
         build_parser().error("--workers must be at least 1 and --max-runs at least 0")
+    if args.timeout is not None and not 0 < args.timeout < float("inf"):
+        build_parser().error("--timeout must be a positive number of seconds")
 
     try:
         grid = load_grid_spec(args.grid)
@@ -189,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()
             if interrupted:
                 store.upsert(_settle_unfinished(ws, todo))
-            page = publish(ws, [grid.name])
+            page = _publish_safely(ws, grid.name)
+    _warn_unranked(ws, grid, plans)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing run"
     print(f"grid {grid.name}: {summary}")
     print(f"Leaderboard: {page.as_uri()}")

@@ -104,8 +104,13 @@ class _Watchdog:
         km = self.holder.get("km")
         pid = getattr(getattr(km, "provisioner", None), "pid", None)
         if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+            # The kernel leads its own process group: signal it with whatever it started
+            # (data-loader workers, pools), falling back to the kernel alone.
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
 
     def _interrupt(self) -> None:
         self.fired = True
@@ -169,7 +174,7 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
 
     workspace = Workspace.at(workspace_root)
     run_dir = workspace.run_dir(plan.grid, plan.run_id)
-    prepare_record(plan, workspace)
+    initial = prepare_record(plan, workspace)
     output = run_dir / NOTEBOOK_FILE
     log_path = workspace.run_log(plan.grid, plan.run_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,9 +233,14 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
             error.message = (
                 f"run exceeded its {plan.timeout:g} s timeout ({error.type}: {error.message})"
             )
-        record = RunRecord.load(run_dir)
-        if status == "ok" and record.status in {"diverged", "failed"}:
-            status, error = record.status, record.error  # the notebook said so (NaN loss, run.fail)
+        record = RunRecord.load_if_present(run_dir)
+        if record is None:  # the notebook deleted or damaged it: keep what the runner knows
+            record = initial
+            record.notes.append("record.json was missing or unreadable after the run; rebuilt")
+        if record.status == "diverged" and status in {"ok", "failed"}:
+            status = "diverged"  # a NaN loss explains what followed; the error stays attached
+        elif status == "ok" and record.status == "failed":
+            status, error = "failed", record.error  # the notebook ended the run with run.fail
         record.finish(status, error)
         _finish_outputs(record, run_dir, output, workspace)
         record.save(run_dir)

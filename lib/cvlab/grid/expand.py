@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import yaml
 
 from cvlab.errors import CvlabError
-from cvlab.grid.spec import SEED_PARAM, ValidatedGrid
+from cvlab.grid.spec import SEED_PARAM, ValidatedGrid, parse_yaml
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def filter_plans(plans: list[RunPlan], only: list[str]) -> list[RunPlan]:
             raise RunFilterError(
                 f"--only {item!r}: no run has parameter {key!r}; known: {', '.join(known)}"
             )
-        wanted.setdefault(key, []).append(yaml.safe_load(raw))
+        wanted.setdefault(key, []).append(parse_yaml(raw))
 
     def matches(plan: RunPlan) -> bool:
         return all(
@@ -141,4 +140,9 @@ def filter_plans(plans: list[RunPlan], only: list[str]) -> list[RunPlan]:
             for k, values in wanted.items()
         )
 
-    return [p for p in plans if matches(p)]
+    kept = [p for p in plans if matches(p)]
+    if only and not kept:
+        values = {k: sorted({str(p.params.get(k)) for p in plans}) for k in wanted}
+        shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in values.items())
+        raise RunFilterError(f"--only {' '.join(only)}: no run matches; the grid has {shown}")
+    return kept

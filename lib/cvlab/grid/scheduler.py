@@ -5,7 +5,10 @@ Finished records come back to the caller (the driver), which alone writes the le
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -44,17 +47,34 @@ def run_plans(
     # "spawn": TensorFlow and ZeroMQ threads in the driver must not be forked into workers.
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    queue = list(reversed(plans))
     pending: dict[Future, RunPlan] = {}
+    finished = False
     try:
-        for plan in plans:
-            pending[pool.submit(execute_run, plan, str(workspace_root), echo)] = plan
-        while pending:
+        # At most `workers` runs are handed to the pool at a time: the executor's own queue
+        # would start a queued run even after Ctrl-C, and nothing could cancel it.
+        while queue or pending:
+            while queue and len(pending) < workers:
+                plan = queue.pop()
+                pending[pool.submit(execute_run, plan, str(workspace_root), echo)] = plan
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 plan = pending.pop(future)
                 try:
                     yield future.result()
+                except KeyboardInterrupt:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and the like
                     yield _lost_worker_record(plan, ws, exc)
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            # Interrupted: pass the interrupt on to the workers (a Ctrl-C in a terminal reaches
+            # them already; a signal sent to the driver alone does not), so each records its run
+            # as interrupted and stops. The pool has no public way to list its processes.
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(ProcessLookupError, TypeError):
+                    os.kill(process.pid, signal.SIGINT)
+            pool.shutdown(wait=True, cancel_futures=True)

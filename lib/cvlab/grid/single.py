@@ -58,7 +58,7 @@ def run_single_notebook(
         kernel=kernel_name,
     )
     store = LeaderboardStore(ws.leaderboard_db)
-    if grid not in store.grids():
+    if rank_by is not None or grid not in store.grids():
         store.register_grid(
             grid,
             notebook=str(notebook),

@@ -6,6 +6,7 @@ Every problem is collected (not just the first) and reported once with file, fie
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,9 +16,35 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 
 from cvlab.errors import GridSpecError, SpecProblem
 
+
+class GridYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-3` as a float as YAML 1.2 does (PyYAML reads a string)."""
+
+
+GridYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=GridYamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 # Parameters the runner injects itself; a grid may not set them.
 INJECTED_PARAMS = ("run_dir",)
 SEED_PARAM = "seed"
+
+
+_GRID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class RankBy(BaseModel):
@@ -34,13 +61,13 @@ class GridSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     notebook: str = Field(min_length=1)
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str | None = Field(default=None, pattern=_GRID_NAME.pattern)
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     runs: list[dict[str, Any]] | None = None
     seeds: list[int] | None = None
-    timeout: PositiveFloat | None = None
+    timeout: PositiveFloat | None = Field(default=None, allow_inf_nan=False)
     rank_by: RankBy
     kernel: str = "python3"
 
@@ -319,7 +346,17 @@ def load_grid_spec(path: str | Path) -> ValidatedGrid:
             ]
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise GridSpecError(
+            [
+                SpecProblem(
+                    file, "(file)", f"not UTF-8 text ({exc.reason})", "save the file as UTF-8"
+                )
+            ]
+        ) from exc
+    try:
+        raw = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
@@ -361,7 +398,19 @@ def load_grid_spec(path: str | Path) -> ValidatedGrid:
                 )
             )
         else:
-            found = read_notebook_parameters(notebook)
+            try:
+                found = read_notebook_parameters(notebook)
+            except Exception as exc:  # noqa: BLE001 - not JSON, merge markers, not a notebook
+                problems.append(
+                    SpecProblem(
+                        file,
+                        "notebook",
+                        f"{notebook.name} is not a readable notebook ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                        "open it in Jupyter and save it again, or restore it from git",
+                    )
+                )
+                found = {}
             if found is None:
                 problems.append(
                     SpecProblem(
@@ -371,10 +420,19 @@ def load_grid_spec(path: str | Path) -> ValidatedGrid:
                         "tag the notebook's first code cell 'parameters' (View > Cell Toolbar > Tags)",
                     )
                 )
-            else:
+            elif found:
                 parameters = found
                 problems += parameter_problems(file, raw, parameters, notebook)
 
+    if not isinstance(raw.get("name"), str) and not _GRID_NAME.match(path.stem):
+        problems.append(
+            SpecProblem(
+                file,
+                "name",
+                f"the grid is named after its file, {path.stem!r}, which cannot name a folder",
+                "add `name: my_grid` (letters, digits, `_`, `-`, `.`), or rename the file",
+            )
+        )
     if problems:
         raise GridSpecError(problems)
     assert spec is not None and notebook is not None

@@ -10,6 +10,7 @@ import html
 import math
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -42,6 +43,11 @@ details pre { white-space: pre-wrap; font-size: .75rem; max-width: 60rem; }
 """
 
 
+def _href(*segments: str) -> str:
+    """A relative URL from path segments, each percent-encoded (`#`, `?`, spaces in names)."""
+    return "/".join(quote(segment) for segment in segments)
+
+
 def _link(href: str, label: str) -> str:
     return f'<a href="{html.escape(href, quote=True)}">{html.escape(label)}</a>'
 
@@ -58,7 +64,7 @@ def _run_links(ws: Workspace, grid: str, run_id: str) -> str:
     """Links to the run's files that exist, relative to `experiments/index.html`."""
     run_dir = ws.run_dir(grid, run_id)
     links = [
-        _link(f"{grid}/{run_id}/{name}", label)
+        _link(_href(grid, run_id, name), label)
         for name, label in (
             (HTML_FILE, "notebook"),
             (NOTEBOOK_FILE, "ipynb"),
@@ -91,7 +97,7 @@ def leaderboard_table(frame: pd.DataFrame, ws: Workspace) -> pd.DataFrame:
         out = {
             "best": '<span class="best">★ best</span>' if run_id in best else "",
             "grid": html.escape(grid),
-            "run": _link(f"{grid}/{run_id}/{HTML_FILE}", str(row["name"]))
+            "run": _link(_href(grid, run_id, HTML_FILE), str(row["name"]))
             if (ws.run_dir(grid, run_id) / HTML_FILE).exists()
             else html.escape(str(row["name"])),
             "status": _status_cell(row),
@@ -99,10 +105,16 @@ def leaderboard_table(frame: pd.DataFrame, ws: Workspace) -> pd.DataFrame:
             "rank value": row["rank_value"],
         }
         for col in param_cols:
-            out[col.removeprefix("params.")] = _fmt(row[col])
+            name = col.removeprefix("params.")
+            out[name if name not in out else f"param {name}"] = _fmt(row[col])
         for col in metric_cols:
             name = col.removeprefix("metrics.")
-            out[name if name not in out else f"metric {name}"] = row[col]
+            value = row[col]
+            out[name if name not in out else f"metric {name}"] = (
+                value
+                if isinstance(value, int | float) and not isinstance(value, bool)
+                else _fmt(value)
+            )
         started = row.get("started_at")
         out["duration (s)"] = row["duration_s"]
         out["date"] = str(started)[:19].replace("T", " ") if isinstance(started, str) else ""
@@ -134,7 +146,8 @@ def _grid_summary(frame: pd.DataFrame, ws: Workspace) -> str:
             f"<td>{_fmt(winner['rank_value'].iloc[0]) if len(winner) else ''}</td></tr>"
         )
         imgs = [
-            f'<img src="../figs/{html.escape(str(grid))}/{name}" alt="{name} for {html.escape(str(grid))}">'
+            f'<img src="{html.escape(_href("..", "figs", str(grid), name))}" '
+            f'alt="{name} for {html.escape(str(grid))}">'
             for name in ("rank_vs_params.png", "validation_curves.png")
             if (ws.grid_figs(str(grid)) / name).exists()
         ]

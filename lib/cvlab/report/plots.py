@@ -76,11 +76,18 @@ def plot_validation_curves(group: pd.DataFrame, ws: Workspace, path: Path) -> Pa
     for _, row in group.iterrows():
         csv = ws.run_dir(str(row["grid"]), str(row["run_id"])) / HISTORY_FILE
         if csv.exists():
-            histories[str(row["name"])] = pd.read_csv(csv)
+            hist = pd.read_csv(csv)
+            if "epoch" in hist and len(hist):
+                histories[f"{row['name']} [{row['run_id']}]"] = hist
     if not histories:
         return None
-    pairs = metric_pairs(sorted({c for h in histories.values() for c in h.columns}))
-    columns = [val or train for train, val in pairs][:3]
+    all_columns = sorted({c for h in histories.values() for c in h.columns})
+    pairs = metric_pairs(all_columns)
+    columns = [val or train for train, val in pairs][:3] or [
+        c for c in all_columns if c.startswith("val_")
+    ][:3]
+    if not columns:
+        return None
     fig, axes = plt.subplots(1, len(columns), figsize=(4.4 * len(columns), 3.4), squeeze=False)
     for ax, col in zip(axes[0], columns, strict=True):
         for name, hist in histories.items():

@@ -24,7 +24,9 @@ def plot_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> Pat
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    pairs = metric_pairs(list(history.columns)) or [("loss", None)]
+    pairs = metric_pairs(list(history.columns))
+    if not pairs:  # only validation columns: plot those on their own
+        pairs = [(c, None) for c in history.columns if c.startswith("val_")] or [("loss", None)]
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.4), squeeze=False)
     x = history["epoch"] if "epoch" in history else range(1, len(history) + 1)
     for ax, (train, val) in zip(axes[0], pairs, strict=True):

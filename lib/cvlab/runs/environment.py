@@ -31,12 +31,12 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 
 def git_state(cwd: str | Path) -> dict[str, Any]:
-    """The commit checked out at `cwd` and whether tracked files differ from it."""
+    """The commit checked out at `cwd`, and whether the tree differs from it (new files too)."""
     cwd = Path(cwd)
     commit = _git(["rev-parse", "HEAD"], cwd)
     if not commit:
         return {"git_commit": None, "git_dirty": None}
-    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    status = _git(["status", "--porcelain"], cwd)  # untracked (not ignored) files count too
     return {"git_commit": commit, "git_dirty": bool(status)}
 
 

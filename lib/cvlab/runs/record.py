@@ -63,6 +63,8 @@ class RunRecord(BaseModel):
             return cls.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise RunRecordError(f"{path}: no run record here") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RunRecordError(f"{path}: cannot read the run record: {exc}") from exc
         except ValidationError as exc:
             raise RunRecordError(f"{path}: not a valid run record: {exc}") from exc
 
