@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from html.parser import HTMLParser
@@ -34,7 +35,9 @@ def test_failed_run_is_recorded_and_grid_goes_on(light_notebook, write_grid, run
     assert 'raise ValueError(f"bad value x={x}")' in failed.error.traceback
     run_dir = Workspace.at(run_cli.out).run_dir("g", failed.run_id)
     assert (run_dir / "run.ipynb").exists() and (run_dir / "run.html").exists()
-    assert "ValueError" in (run_dir / "run.html").read_text()
+    html = (run_dir / "run.html").read_text()
+    assert "ValueError" in html
+    assert not re.findall(r'<script[^>]+src="https?://', html)  # opens offline: nothing from a CDN
     assert ok.metrics == {"score": 0.5}
     assert "1 failed, 1 ok" in out
 

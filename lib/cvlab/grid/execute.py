@@ -124,11 +124,26 @@ class _Watchdog:
             timer.cancel()
 
 
+# nbconvert's lab template, less the scripts it would fetch from a CDN (require.js, MathJax,
+# Mermaid): the page then opens offline, with styles inlined and figures as data URIs. The cost
+# is that LaTeX in markdown shows as source.
+_RUN_HTML_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 def _export_html(notebook: Path, html: Path) -> None:
     """The executed notebook as one self-contained HTML page (figures embedded as data URIs)."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(embed_images=True)
+    exporter = HTMLExporter(
+        embed_images=True,
+        extra_loaders=[DictLoader({"cvlab_run.html.j2": _RUN_HTML_TEMPLATE})],
+        template_file="cvlab_run.html.j2",
+    )
     body, _ = exporter.from_filename(str(notebook))
     write_text_atomic(html, body)
 
