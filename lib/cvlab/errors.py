@@ -45,3 +45,11 @@ class UnknownNameError(CvlabError, KeyError):
 
 class RunRecordError(CvlabError):
     """A run directory whose record is missing or unreadable."""
+
+
+class DatasetNotFoundError(CvlabError, FileNotFoundError):
+    """A data set that is not on this machine: says where it was looked for and how to get it."""
+
+
+class DatasetLayoutError(CvlabError):
+    """Files that are there but not in the layout the loader reads (names the file and the fix)."""

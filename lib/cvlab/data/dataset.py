@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ImageIndex:
+    """A file-based data set before decoding: per split, image paths and integer labels.
+
+    Loaders of on-disk layouts return one (`cvlab.data.index(name)`); `load` decodes it into a
+    `Dataset`, and the HDF5 builder streams it to disk in batches without holding it in memory.
+    """
+
+    name: str
+    class_names: list[str]
+    splits: dict[str, tuple[list[Path], np.ndarray]]
+    source: str = ""
+
+    def counts(self) -> dict[str, int]:
+        return {split: len(paths) for split, (paths, _) in self.splits.items()}
 
 
 @dataclass
