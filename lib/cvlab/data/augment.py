@@ -1,0 +1,109 @@
+"""Data augmentation from config, as Keras preprocessing layers (active only in training),
+and the book's augmentation demo: a montage of augmented samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cvlab.atomic_io import write_atomic
+
+
+class AugmentationConfig(BaseModel):
+    """The book's ImageDataGenerator settings, by name: rotation in degrees, shifts, zoom and
+    shear as fractions, brightness/contrast as ± fractions. Zero means off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rotation: float = Field(0.0, ge=0, le=180, description="degrees, ±")
+    width_shift: float = Field(0.0, ge=0, lt=1, description="fraction of width, ±")
+    height_shift: float = Field(0.0, ge=0, lt=1, description="fraction of height, ±")
+    shear: float = Field(0.0, ge=0, lt=1, description="shear factor, ±")
+    zoom: float = Field(0.0, ge=0, lt=1, description="fraction, ±")
+    horizontal_flip: bool = False
+    brightness: float = Field(0.0, ge=0, le=1, description="fraction of the value range, ±")
+    contrast: float = Field(0.0, ge=0, lt=1, description="fraction, ±")
+    fill_mode: str = Field("nearest", pattern="^(nearest|reflect|wrap|constant)$")
+
+    @classmethod
+    def book_default(cls) -> AugmentationConfig:
+        """The settings the book uses most (e.g. MiniVGGNet/AlexNet chapters)."""
+        return cls(
+            rotation=30,
+            width_shift=0.1,
+            height_shift=0.1,
+            shear=0.2,
+            zoom=0.2,
+            horizontal_flip=True,
+        )
+
+
+def build_augmentation(
+    config: AugmentationConfig | dict | None, *, value_range=(0.0, 1.0), seed: int | None = None
+):
+    """A `keras.Sequential` of random layers for `config`; they pass images through unchanged
+    when called with `training=False`, so evaluation never sees augmentation."""
+    import keras
+    from keras import layers
+
+    if config is None:
+        config = AugmentationConfig()
+    if isinstance(config, dict):
+        config = AugmentationConfig(**config)
+    steps: list = []
+    fill = config.fill_mode
+    if config.horizontal_flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed))
+    if config.rotation:
+        steps.append(layers.RandomRotation(config.rotation / 360.0, fill_mode=fill, seed=seed))
+    if config.width_shift or config.height_shift:
+        steps.append(
+            layers.RandomTranslation(
+                config.height_shift, config.width_shift, fill_mode=fill, seed=seed
+            )
+        )
+    if config.shear:
+        steps.append(layers.RandomShear(config.shear, config.shear, fill_mode=fill, seed=seed))
+    if config.zoom:
+        steps.append(layers.RandomZoom(config.zoom, config.zoom, fill_mode=fill, seed=seed))
+    if config.brightness:
+        steps.append(layers.RandomBrightness(config.brightness, value_range=value_range, seed=seed))
+    if config.contrast:
+        steps.append(layers.RandomContrast(config.contrast, value_range=value_range, seed=seed))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def save_augmentation_montage(
+    image: np.ndarray,
+    config: AugmentationConfig | dict,
+    path: str | Path,
+    *,
+    samples: int = 15,
+    columns: int = 5,
+    seed: int = 42,
+) -> Path:
+    """Write a grid of `samples` augmented versions of one image (float in [0, 1]) to `path`:
+    the book's augmentation demo, to check that the settings look sensible."""
+    import keras
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    augment = build_augmentation(config, seed=seed)
+    batch = np.repeat(np.asarray(image, np.float32)[None], samples, axis=0)
+    out = keras.ops.convert_to_numpy(augment(batch, training=True))
+    rows = -(-samples // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows), squeeze=False)
+    for ax, img in zip(axes.flat, list(out) + [None] * (rows * columns - samples), strict=True):
+        ax.axis("off")
+        if img is not None:
+            ax.imshow(np.clip(img.squeeze(), 0, 1), cmap="gray" if img.shape[-1] == 1 else None)
+    fig.tight_layout()
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    finally:
+        plt.close(fig)
+    return Path(path)

@@ -1,0 +1,159 @@
+"""Preprocessing, augmentation and the tf.data pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cvlab.data.augment import AugmentationConfig, build_augmentation, save_augmentation_montage
+from cvlab.data.pipeline import make_pipeline
+from cvlab.data.preprocess import (
+    compute_rgb_means,
+    load_means,
+    random_patch,
+    resize,
+    save_means,
+    subtract_means,
+    ten_crop,
+)
+
+
+def ramp(h=6, w=8, c=3):
+    return np.arange(h * w * c, dtype=np.float32).reshape(h, w, c)
+
+
+def test_rgb_means_and_subtraction(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 7, 5, 3), dtype=np.uint8)
+    means = compute_rgb_means(images)
+    expected = images.reshape(-1, 3).astype(np.float64).mean(axis=0)
+    assert np.allclose([means["R"], means["G"], means["B"]], expected, rtol=1e-12)
+    path = save_means(tmp_path / "m.json", means)
+    assert load_means(path) == means
+    centred = subtract_means(images, means)
+    assert centred.dtype == np.float32
+    assert np.allclose(centred.reshape(-1, 3).mean(axis=0), 0, atol=1e-3)
+    with pytest.raises(ValueError, match="RGB"):
+        compute_rgb_means(images[..., :1])
+
+
+def test_ten_crop_shapes_and_contents():
+    image = ramp(6, 8)
+    crops = ten_crop(image, 4)
+    assert crops.shape == (10, 4, 4, 3)
+    assert np.array_equal(crops[0], image[:4, :4])  # top-left
+    assert np.array_equal(crops[1], image[:4, 4:])  # top-right
+    assert np.array_equal(crops[2], image[2:, :4])  # bottom-left
+    assert np.array_equal(crops[3], image[2:, 4:])  # bottom-right
+    assert np.array_equal(crops[4], image[1:5, 2:6])  # centre
+    for i in range(5):
+        assert np.array_equal(crops[5 + i], crops[i][:, ::-1])  # mirrors
+    with pytest.raises(ValueError):
+        ten_crop(image, 7)
+
+
+def test_random_patch_is_inside_and_reproducible():
+    image = ramp(10, 10)
+    a = random_patch(image, 4, np.random.default_rng(3))
+    b = random_patch(image, 4, np.random.default_rng(3))
+    assert a.shape == (4, 4, 3) and np.array_equal(a, b)
+    # a patch is a contiguous window of the image
+    top, left = np.argwhere(image[..., 0] == a[0, 0, 0])[0]
+    assert np.array_equal(image[top : top + 4, left : left + 4], a)
+
+
+def test_resize_plain_and_aspect_aware():
+    wide = np.zeros((1, 20, 40, 3), np.uint8)
+    wide[:, :, 10:30] = 255  # a white centre band, black sides
+    plain = resize(wide, 10)
+    aspect = resize(wide, 10, aspect=True)
+    assert plain.shape == aspect.shape == (1, 10, 10, 3) and aspect.dtype == np.uint8
+    assert plain[0, 5, 0, 0] < 50  # plain squeeze keeps the black sides
+    assert aspect.min() > 200  # aspect-aware crops the centre: all white
+
+
+def test_augmentation_is_off_at_evaluation():
+    config = AugmentationConfig.book_default()
+    augment = build_augmentation(config, seed=1)
+    x = np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32)
+    assert np.array_equal(np.asarray(augment(x, training=False)), x)
+    assert not np.allclose(np.asarray(augment(x, training=True)), x)
+
+
+def test_augmentation_config_rejects_bad_values():
+    with pytest.raises(ValueError):
+        AugmentationConfig(rotation=-5)
+    with pytest.raises(ValueError):
+        AugmentationConfig(zoomm=0.1)
+
+
+def test_augmentation_montage(tmp_path):
+    image = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    path = save_augmentation_montage(
+        image, {"rotation": 20, "horizontal_flip": True}, tmp_path / "m.png", samples=6, columns=3
+    )
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def batches(ds):
+    xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in ds], strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_pipeline_evaluation_keeps_order_and_scales():
+    x = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    y = np.arange(10)
+    out_x, out_y = batches(make_pipeline(x, y, batch_size=4))
+    assert np.array_equal(out_y, y)
+    assert np.allclose(out_x, x / 255.0, atol=1e-6)
+
+
+def test_pipeline_training_shuffles_crops_and_augments_reproducibly():
+    x = np.random.default_rng(0).integers(0, 256, (32, 10, 10, 3), dtype=np.uint8)
+    y = np.arange(32)
+    kwargs = dict(batch_size=8, training=True, crop=8, seed=5, augment={"horizontal_flip": True})
+    out_x, out_y = batches(make_pipeline(x, y, **kwargs))
+    assert out_x.shape == (32, 8, 8, 3) and sorted(out_y) == list(range(32))
+    assert not np.array_equal(out_y, y)  # shuffled
+    again_x, again_y = batches(make_pipeline(x, y, **kwargs))
+    assert np.array_equal(out_y, again_y)
+
+
+def test_pipeline_means_centre_crop_and_one_hot():
+    x = np.full((6, 10, 10, 3), 100, dtype=np.uint8)
+    x[:, 1:9, 1:9] = 200
+    means = {"R": 150.0, "G": 150.0, "B": 150.0}
+    out_x, out_y = batches(make_pipeline(x, np.arange(6) % 3, means=means, crop=8, num_classes=3))
+    assert out_x.shape == (6, 8, 8, 3)
+    assert np.allclose(out_x, 50.0)  # centre crop of the 200 block, minus the mean
+    assert out_y.shape == (6, 3) and np.array_equal(out_y.argmax(1), np.arange(6) % 3)
+
+
+def test_pipeline_from_hdf5(tmp_path):
+    import h5py
+
+    x = np.random.default_rng(1).integers(0, 256, (20, 6, 6, 3), dtype=np.uint8)
+    with h5py.File(tmp_path / "d.hdf5", "w") as f:
+        f["images"] = x
+        f["labels"] = np.arange(20)
+    out_x, out_y = batches(make_pipeline(tmp_path / "d.hdf5", batch_size=6))
+    assert np.array_equal(out_y, np.arange(20)) and np.allclose(out_x, x / 255.0, atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="cvlab.data build"):
+        make_pipeline(tmp_path / "missing.hdf5")
+
+
+def test_pipeline_streams_large_hdf5_in_blocks(tmp_path, monkeypatch):
+    import h5py
+
+    import cvlab.data.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "IN_MEMORY_LIMIT_BYTES", 10)
+    monkeypatch.setattr(pipeline, "BLOCK_ROWS", 7)
+    x = np.random.default_rng(2).integers(0, 256, (30, 4, 4, 3), dtype=np.uint8)
+    with h5py.File(tmp_path / "big.hdf5", "w") as f:
+        f["images"] = x
+        f["labels"] = np.arange(30)
+    _, out_y = batches(make_pipeline(tmp_path / "big.hdf5", batch_size=4, training=True, seed=0))
+    assert sorted(out_y) == list(range(30))
+    _, ordered = batches(make_pipeline(tmp_path / "big.hdf5", batch_size=4))
+    assert np.array_equal(ordered, np.arange(30))
