@@ -28,6 +28,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py
+	$(PY) bench/pipeline.py
 
 lab: $(STAMP)
 	$(VENV)/bin/pip install --quiet jupyterlab

@@ -11,6 +11,7 @@ _BUILDERS: dict[str, str] = {
     # name -> "module:function", imported on first use so listing names needs no TensorFlow
     "shallownet": "cvlab.models.small:shallownet",
     "lenet": "cvlab.models.small:lenet",
+    "resnet": "cvlab.models.resnet:resnet",
 }
 
 
