@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 SPLITS = ("train", "val", "test")
 
@@ -64,6 +63,8 @@ def stratified_splits(
     x: np.ndarray, y: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int
 ) -> tuple[np.ndarray, ...]:
     """Split into train/val/test with the class balance kept in each (scikit-learn)."""
+    from sklearn.model_selection import train_test_split  # imported here: it costs ~1 s
+
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(
             f"val_fraction={val_fraction} and test_fraction={test_fraction}: each must be in [0, 1) "

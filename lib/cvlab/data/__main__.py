@@ -1,0 +1,152 @@
+"""`python -m cvlab.data COMMAND ...`: data set tools from the command line.
+
+    python -m cvlab.data build NAME [--size 64] [--out data/NAME.hdf5] [--aspect] [--no-resume]
+                              [--batch-size N] [--option KEY=VALUE ...] [--quiet]
+
+`build` writes `<out stem>_{train,val,test}.hdf5` and `<out stem>_mean.json` (see
+`cvlab.data.build`). Each subcommand is a `_cmd_*` function registered in `build_parser`.
+Exit codes: 0 done, 1 failed, 2 bad input (unknown data set, data set not on this machine,
+malformed option), 130 interrupted (run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from cvlab.errors import CvlabError, DatasetNotFoundError, UnknownNameError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _BadInput(Exception):
+    pass
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """`["directory=/x", "limit=200"]` -> `{"directory": "/x", "limit": 200}` (values as YAML)."""
+    from cvlab.grid.spec import parse_yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise _BadInput(f"--option {item!r}: expected KEY=VALUE, e.g. --option limit=200")
+        try:
+            options[key] = parse_yaml(raw) if raw.strip() else ""
+        except Exception as exc:  # noqa: BLE001 - any YAML error is the user's input
+            raise _BadInput(f"--option {item!r}: the value is not valid YAML ({exc})") from None
+    return options
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    try:
+        if "x" in text.lower():
+            h, w = text.lower().split("x")
+            return int(h), int(w)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a side (64) or HxW (64x48)") from None
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from cvlab.data.build import build_hdf5
+    from cvlab.data.hdf5 import HDF5DatasetReader
+
+    options = parse_options(args.option)
+    paths = build_hdf5(
+        args.name,
+        args.out,
+        size=args.size,
+        aspect=args.aspect,
+        batch_size=args.batch_size,
+        resume=args.resume,
+        progress=not args.quiet,
+        **options,
+    )
+    for split in ("train", "val", "test"):
+        with HDF5DatasetReader(paths[split]) as reader:
+            skipped = int(reader.attrs.get("skipped", 0))
+            shape = "x".join(map(str, reader.data.shape[1:]))
+            note = f", {skipped} unreadable file(s) skipped" if skipped else ""
+            print(f"{split:>5}: {len(reader):>7} images {shape} -> {paths[split]}{note}")
+    means = json.loads(Path(paths["mean"]).read_text())
+    print(
+        "means: " + ", ".join(f"{k}={means[k]:.3f}" for k in ("R", "G", "B"))
+        + f" (0-255, training split) -> {paths['mean']}"
+    )  # fmt: skip
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cvlab.data", description="Data set tools: build HDF5 files."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    build = commands.add_parser(
+        "build",
+        help="write NAME's train/val/test HDF5 files and its training RGB means",
+        description="Write <out stem>_train.hdf5, _val.hdf5, _test.hdf5 and <out stem>_mean.json "
+        "(per-channel means of the training images, 0-255). An interrupted build resumes when "
+        "the same command is run again.",
+    )
+    build.add_argument("name", help="a data set name, e.g. tiny-imagenet, dogs-vs-cats, digits")
+    build.add_argument("--size", type=_size, default=64, help="image side, or HxW (default: 64)")
+    build.add_argument(
+        "--out", type=Path, metavar="PATH",
+        help="base path, e.g. data/NAME.hdf5 -> data/NAME_train.hdf5 ... (default: data cache)",
+    )  # fmt: skip
+    build.add_argument(
+        "--aspect", action="store_true", help="resize the short side and centre-crop (no stretch)"
+    )
+    build.add_argument(
+        "--no-resume", dest="resume", action="store_false",
+        help="start over instead of continuing an interrupted build or keeping finished files",
+    )  # fmt: skip
+    build.add_argument(
+        "--batch-size", type=int, default=500, metavar="N",
+        help="images decoded and written at a time (default: 500)",
+    )  # fmt: skip
+    build.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="an option for the data set's loader, value as YAML (repeatable), "
+        "e.g. --option directory=/data/tiny --option limit=200",
+    )  # fmt: skip
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=_cmd_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except _BadInput as exc:
+        parser.error(str(exc))  # exits 2
+    except (UnknownNameError, DatasetNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        print(f"error: {exc} (check the --option names)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CvlabError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED  # unreachable: parser.error exits
+
+
+if __name__ == "__main__":
+    sys.exit(main())
