@@ -157,3 +157,23 @@ def test_pipeline_streams_large_hdf5_in_blocks(tmp_path, monkeypatch):
     assert sorted(out_y) == list(range(30))
     _, ordered = batches(make_pipeline(tmp_path / "big.hdf5", batch_size=4))
     assert np.array_equal(ordered, np.arange(30))
+
+
+def test_affine_shifts_move_along_the_right_axis():
+    """A horizontal shift leaves horizontal stripes unchanged and moves vertical ones."""
+    rows = np.zeros((1, 16, 16, 1), np.float32)
+    rows[:, ::2] = 1.0  # horizontal stripes: constant along x
+    cols = np.transpose(rows, (0, 2, 1, 3))  # vertical stripes
+    shift_x = build_augmentation({"width_shift": 0.3, "fill_mode": "wrap"}, seed=3)
+    shift_y = build_augmentation({"height_shift": 0.3, "fill_mode": "wrap"}, seed=3)
+    assert np.allclose(np.asarray(shift_x(rows, training=True)), rows, atol=1e-5)
+    assert np.allclose(np.asarray(shift_y(cols, training=True)), cols, atol=1e-5)
+    assert not np.allclose(np.asarray(shift_y(rows, training=True)), rows, atol=1e-3)
+
+
+def test_affine_rotation_by_zoom_zero_keeps_the_centre():
+    image = np.zeros((1, 15, 15, 1), np.float32)
+    image[:, 7, 7] = 1.0
+    rotate = build_augmentation({"rotation": 90}, seed=0)
+    out = np.asarray(rotate(np.repeat(image, 8, axis=0), training=True))
+    assert np.allclose(out[:, 7, 7, 0], 1.0, atol=1e-5)  # rotation is about the centre

@@ -40,6 +40,58 @@ class AugmentationConfig(BaseModel):
         )
 
 
+def _random_affine_layer():
+    """Defined on first use so that importing this module does not import Keras."""
+    import keras
+
+    class RandomAffine(keras.layers.Layer):
+        """Rotation, shear, zoom and shift composed into one affine warp per image, applied in a
+        single interpolation pass (as ImageDataGenerator did), instead of one pass per Keras
+        layer: the same augmentation at a fraction of the cost. Identity when not training."""
+
+        def __init__(self, rotation=0.0, shear=0.0, zoom=0.0, width_shift=0.0, height_shift=0.0,
+                     fill_mode="nearest", seed=None, **kwargs):  # fmt: skip
+            super().__init__(**kwargs)
+            self.rotation, self.shear, self.zoom = rotation, shear, zoom
+            self.width_shift, self.height_shift = width_shift, height_shift
+            self.fill_mode = fill_mode
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            ops = keras.ops
+            n = ops.shape(images)[0]
+            h = ops.cast(ops.shape(images)[1], "float32")
+            w = ops.cast(ops.shape(images)[2], "float32")
+
+            def symmetric(scale):  # uniform in [-scale, scale], one value per image
+                return keras.random.uniform((n,), -1.0, 1.0, seed=self.generator) * scale
+
+            theta = symmetric(self.rotation * 3.141592653589793 / 180.0)
+            shear = symmetric(self.shear)
+            zx, zy = 1.0 + symmetric(self.zoom), 1.0 + symmetric(self.zoom)
+            tx, ty = symmetric(self.width_shift) * w, symmetric(self.height_shift) * h
+            cos, sin = ops.cos(theta), ops.sin(theta)
+            # A = R(theta) @ [[1, shear], [0, 1]] @ diag(zx, zy) maps output pixels to input ones,
+            # about the image centre, then shifted by (tx, ty).
+            a00, a01 = cos * zx, (cos * shear - sin) * zy
+            a10, a11 = sin * zx, (sin * shear + cos) * zy
+            cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+            a02 = cx - a00 * cx - a01 * cy + tx
+            a12 = cy - a10 * cx - a11 * cy + ty
+            zeros = ops.zeros_like(theta)
+            transform = ops.stack([a00, a01, a02, a10, a11, a12, zeros, zeros], axis=1)
+            return ops.image.affine_transform(
+                images, transform, interpolation="bilinear", fill_mode=self.fill_mode
+            )
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return RandomAffine
+
+
 def build_augmentation(
     config: AugmentationConfig | dict | None, *, value_range=(0.0, 1.0), seed: int | None = None
 ):
@@ -56,18 +108,18 @@ def build_augmentation(
     fill = config.fill_mode
     if config.horizontal_flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed))
-    if config.rotation:
-        steps.append(layers.RandomRotation(config.rotation / 360.0, fill_mode=fill, seed=seed))
-    if config.width_shift or config.height_shift:
+    if config.rotation or config.width_shift or config.height_shift or config.shear or config.zoom:
         steps.append(
-            layers.RandomTranslation(
-                config.height_shift, config.width_shift, fill_mode=fill, seed=seed
+            _random_affine_layer()(
+                rotation=config.rotation,
+                shear=config.shear,
+                zoom=config.zoom,
+                width_shift=config.width_shift,
+                height_shift=config.height_shift,
+                fill_mode=fill,
+                seed=seed,
             )
         )
-    if config.shear:
-        steps.append(layers.RandomShear(config.shear, config.shear, fill_mode=fill, seed=seed))
-    if config.zoom:
-        steps.append(layers.RandomZoom(config.zoom, config.zoom, fill_mode=fill, seed=seed))
     if config.brightness:
         steps.append(layers.RandomBrightness(config.brightness, value_range=value_range, seed=seed))
     if config.contrast:
