@@ -11,7 +11,10 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from cvlab.data.build import build_hdf5
 from cvlab.data.dataset import SPLITS, Dataset, ImageIndex, stratified_splits
+from cvlab.data.hdf5 import HDF5DatasetReader, HDF5DatasetWriter
+from cvlab.data.pipeline import make_pipeline
 from cvlab.errors import UnknownNameError
 
 # name -> "module:function"; modules load on first use, so listing names is cheap.
@@ -52,12 +55,12 @@ def file_based_names() -> list[str]:
     return sorted(_INDEXERS)
 
 
-def load(name: str, **options: Any) -> Dataset:
+def load(name: str, /, **options: Any) -> Dataset:
     """Load the data set registered as `name` with its options (splits, seed, size, ...)."""
     return _resolve(_LOADERS, "data set", name)(**options)
 
 
-def index(name: str, **options: Any) -> ImageIndex:
+def index(name: str, /, **options: Any) -> ImageIndex:
     """The files and labels of a file-based data set, per split, without decoding them."""
     return _resolve(_INDEXERS, "file-based data set", name)(**options)
 
@@ -65,10 +68,14 @@ def index(name: str, **options: Any) -> ImageIndex:
 __all__ = [
     "SPLITS",
     "Dataset",
+    "HDF5DatasetReader",
+    "HDF5DatasetWriter",
     "ImageIndex",
+    "build_hdf5",
     "file_based_names",
     "index",
     "load",
+    "make_pipeline",
     "names",
     "stratified_splits",
 ]

@@ -29,7 +29,7 @@ def _builder(name: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), func)
 
 
-def build(name: str, **options: Any):
+def build(name: str, /, **options: Any):
     """Build the Keras model registered as `name` with its options."""
     return _builder(name)(**options)
 
