@@ -45,7 +45,7 @@ def affine_matrix(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray,
     tx = rng.uniform(-AUGMENT.height_shift, AUGMENT.height_shift) * h
     ty = rng.uniform(-AUGMENT.width_shift, AUGMENT.width_shift) * w
     rotation = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    shearing = np.array([[1, -math.sin(shear)], [0, math.cos(shear)]])
+    shearing = np.array([[1, shear], [0, 1]])  # a shear factor, as cvlab's RandomAffine
     zooming = np.diag([zx, zy])
     matrix = rotation @ shearing @ zooming
     centre = np.array([h / 2 - 0.5, w / 2 - 0.5])

@@ -435,3 +435,16 @@ def test_real_cifar10_jpeg(tmp_path):
     data = load_cifar10(tmp_path, limit_per_class=20, download=False, progress=False)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (180, 20, 200)
     assert_images(data.x_test, data.y_test, (32, 32, 3))
+
+
+def test_cifar10_pickles_build_to_hdf5(tmp_path, no_data):
+    """The pickle layout has no file index: the builder loads it into memory instead."""
+    from cvlab.data import HDF5DatasetReader, build_hdf5
+
+    make_cifar_pickles(tmp_path / "c" / "cifar-10-batches-py")
+    files = build_hdf5(
+        "cifar10", tmp_path / "out" / "cifar10.hdf5", size=32, progress=False,
+        directory=str(tmp_path / "c"), download=False,
+    )  # fmt: skip
+    with HDF5DatasetReader(files["train"]) as reader:
+        assert len(reader) == 90 and reader.images.shape[1:] == (32, 32, 3)

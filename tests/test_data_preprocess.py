@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -200,3 +202,75 @@ def test_pipeline_feeds_keras_fit(tmp_path):
     val = make_pipeline(files["val"], batch_size=64)
     history = model.fit(train, validation_data=val, epochs=5, verbose=0)
     assert history.history["val_accuracy"][-1] > 0.8  # real digits: well above chance (0.1)
+
+
+def labelled_images(n=24, size=6, channels=3):
+    """Image i is filled with the value i, so pixels tell whether labels travelled with them."""
+    x = np.repeat(np.arange(n, dtype=np.uint8), size * size * channels).reshape(
+        n, size, size, channels
+    )
+    return x, np.arange(n)
+
+
+def test_pipeline_keeps_images_with_their_labels():
+    x, y = labelled_images()
+    out_x, out_y = batches(make_pipeline(x, y, batch_size=5, training=True, seed=1, crop=4))
+    assert np.allclose(out_x[:, 0, 0, 0] * 255, out_y, atol=1e-3)
+
+
+def test_pipeline_crops_are_reproducible_per_seed():
+    x = np.random.default_rng(0).integers(0, 256, (16, 12, 12, 3), dtype=np.uint8)
+    y = np.arange(16)
+    first, _ = batches(make_pipeline(x, y, batch_size=4, training=True, crop=6, seed=3))
+    second, _ = batches(make_pipeline(x, y, batch_size=4, training=True, crop=6, seed=3))
+    other, _ = batches(make_pipeline(x, y, batch_size=4, training=True, crop=6, seed=4))
+    assert np.array_equal(first, second) and not np.array_equal(first, other)
+
+
+def test_augmentation_happens_before_centring():
+    x = np.full((8, 8, 8, 3), 200, dtype=np.uint8)
+    means = {"R": 120.0, "G": 120.0, "B": 120.0}
+    ds = make_pipeline(
+        x,
+        np.zeros(8),
+        training=True,
+        means=means,
+        augment={"contrast": 0.2, "brightness": 0.1},
+        seed=0,
+    )
+    out_x, _ = batches(ds)
+    assert out_x.max() > 40  # not clipped to [0, 1] after mean subtraction
+    evaluation, _ = batches(make_pipeline(x, np.zeros(8), means=means, augment={"contrast": 0.5}))
+    assert np.allclose(evaluation, 80.0)  # no augmentation at evaluation
+
+
+def test_grey_images_with_means_keep_one_channel():
+    x, y = labelled_images(channels=1)
+    out_x, _ = batches(make_pipeline(x, y, means={"R": 1.0 * 3, "G": 3.0, "B": 3.0}))
+    assert out_x.shape[-1] == 1
+    assert subtract_means(x, {"R": 3.0, "G": 3.0, "B": 3.0}).shape == x.shape
+
+
+def test_means_on_another_scale_are_refused():
+    x = np.random.default_rng(0).random((4, 6, 6, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="same images"):
+        make_pipeline(x, np.arange(4), means={"R": 120.0, "G": 110.0, "B": 100.0})
+
+
+def test_build_renders_in_memory_sets_at_the_target_size(tmp_path, monkeypatch):
+    import cvlab.data.synthetic as synthetic
+    from cvlab.data import HDF5DatasetReader, build_hdf5
+
+    seen = {}
+    real = synthetic.load_shapes
+
+    @functools.wraps(real)
+    def spy(**options):
+        seen.update(options)
+        return real(**options)
+
+    monkeypatch.setattr(synthetic, "load_shapes", spy)
+    files = build_hdf5("shapes", tmp_path / "s.hdf5", size=16, progress=False, samples_per_class=10)
+    assert seen["size"] == 16
+    with HDF5DatasetReader(files["train"]) as reader:
+        assert reader.images.shape[1:] == (16, 16, 3)

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TypeError as exc:
-        if "unexpected keyword argument" not in str(exc):
+        if "unexpected keyword argument" not in str(exc) and "multiple values" not in str(exc):
             raise
         print(f"error: {exc} (check the --option names)", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -12,8 +12,9 @@ from cvlab.atomic_io import write_atomic
 
 
 class AugmentationConfig(BaseModel):
-    """The book's ImageDataGenerator settings, by name: rotation in degrees, shifts, zoom and
-    shear as fractions, brightness/contrast as ± fractions. Zero means off."""
+    """The book's ImageDataGenerator settings, by name: rotation in degrees, shifts and zoom as
+    fractions, brightness/contrast as ± fractions. Zero means off. `shear` is a shear factor
+    (the tangent of the angle), as in Keras' RandomShear; ImageDataGenerator took degrees."""
 
     model_config = ConfigDict(extra="forbid")
 

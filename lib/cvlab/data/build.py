@@ -28,6 +28,7 @@ built with the same arguments is not built again. Changed arguments start that s
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ import numpy as np
 from cvlab.atomic_io import write_json_atomic
 from cvlab.data.dataset import SPLITS
 from cvlab.data.hdf5 import HDF5DatasetWriter, partial_path
+from cvlab.errors import DatasetLayoutError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +173,20 @@ def _stats_of(path: Path) -> tuple[np.ndarray, int, int, int]:
         )
 
 
+def _parameters(table: dict[str, str], name: str) -> set[str] | None:
+    """The keyword names a registered loader or indexer takes; None when unknown."""
+    import cvlab.data as data
+
+    try:
+        return set(inspect.signature(data._resolve(table, "data set", name)).parameters)
+    except (UnknownNameError, ImportError, AttributeError):
+        return None
+
+
 def build_hdf5(
     name: str,
     out: str | Path | None = None,
+    /,
     *,
     size: int | tuple[int, int] | None = 64,
     aspect: bool = False,
@@ -199,14 +212,34 @@ def build_hdf5(
     out = Path(out) if out is not None else data_root() / f"{name}.hdf5"
     paths = output_paths(out)
 
+    idx = None
     if name in data.file_based_names():
         if hw is None:
             raise ValueError(f"{name} is read from image files: give a size, e.g. size=64")
-        idx = data.index(name, **options)
+        # Options only the loader knows (e.g. cifar10's `download`) are not the indexer's.
+        index_params = _parameters(data._INDEXERS, name)
+        load_params = _parameters(data._LOADERS, name)
+        index_options = {
+            k: v
+            for k, v in options.items()
+            if index_params is None or k in index_params or k not in (load_params or ())
+        }
+        try:
+            idx = data.index(name, **index_options)
+        except DatasetLayoutError:
+            idx = None  # e.g. CIFAR-10's pickles: loaded into memory below instead
+    if idx is not None:
         class_names = list(idx.class_names)
         sources = {s: _index_source(idx, s, hw, aspect, shuffle_seed) for s in SPLITS}
     else:
-        ds = data.load(name, **options)
+        # Loaders that can render or decode at the target size get it (no upsampling later).
+        loader_options = dict(options)
+        accepted = _parameters(data._LOADERS, name) or ()
+        if hw is not None and "size" in accepted and "size" not in loader_options:
+            loader_options["size"] = hw[0] if hw[0] == hw[1] else hw
+        if aspect and "aspect" in accepted:
+            loader_options.setdefault("aspect", True)
+        ds = data.load(name, **loader_options)
         class_names = list(ds.class_names)
         sources = {s: _array_source(ds, s, hw, aspect, shuffle_seed) for s in SPLITS}
     if sources["train"].count == 0:

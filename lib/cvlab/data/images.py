@@ -58,7 +58,13 @@ def decode_images(
     for i, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=not progress, leave=False)):
         try:
             out[len(kept)] = read_image(path, (h, w), aspect=aspect)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        except (
+            OSError,
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            ValueError,
+            SyntaxError,
+        ) as exc:
             skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
             continue
         kept.append(i)

@@ -19,14 +19,14 @@ BLOCK_ROWS = 2048
 
 
 def _read_hdf5(path: Path, data_key: str | None) -> tuple[Any, Any, int, tuple[int, ...], np.dtype]:
-    import h5py
+    """The whole file's rows when they fit in memory, else (None, key, ...) to stream blocks."""
+    from cvlab.data.hdf5 import HDF5DatasetReader
 
-    with h5py.File(path, "r") as f:
-        key = data_key or next(k for k in ("images", "features") if k in f)
-        data, labels = f[key], f["labels"]
-        n, shape, dtype = data.shape[0], tuple(data.shape[1:]), data.dtype
+    with HDF5DatasetReader(path, data_key=data_key) as reader:  # refuses unfinished builds
+        data = reader.data
+        n, shape, dtype, key = data.shape[0], tuple(data.shape[1:]), data.dtype, data.name
         if data.size * data.dtype.itemsize <= IN_MEMORY_LIMIT_BYTES:
-            return data[:], labels[:], n, shape, dtype
+            return data[:], np.asarray(reader.labels), n, shape, dtype
     return None, key, n, shape, dtype
 
 
@@ -65,11 +65,12 @@ def make_pipeline(
     """A `tf.data.Dataset` of (images, labels) batches for `model.fit` / `evaluate`.
 
     `source` is an image array (N, H, W, C) with `labels`, or an HDF5 file written by
-    `cvlab.data.build_hdf5` (labels inside). Per batch, in this order: cast to float32,
-    subtract the RGB `means` (a dict or the `_mean.json` path), multiply by `rescale` (default:
-    1/255 for uint8 images without means, else none), crop to `crop` (a random patch when
-    `training`, the centre otherwise), augment (only when `training`), one-hot labels if
-    `num_classes`. Training pipelines shuffle; evaluation keeps the order.
+    `cvlab.data.build_hdf5` (labels inside). In this order: crop to `crop` (a random patch per
+    image when `training`, the centre otherwise), augment (only when `training`, on the
+    images' own value range), subtract the RGB `means` (a dict or the `_mean.json` path, on
+    the images' scale), multiply by `rescale` (default: 1/255 for uint8 images without means),
+    one-hot labels if `num_classes`. Training pipelines shuffle; evaluation keeps the order.
+    `seed` fixes the shuffle order and the crops; augmentation draws differ between runs.
     """
     import tensorflow as tf
 
@@ -99,36 +100,59 @@ def make_pipeline(
 
     if isinstance(means, str | Path):
         means = load_means(means)
-    mean_vector = tf.constant([means[c] for c in CHANNELS], tf.float32) if means else None
-    if rescale is None and np.dtype(dtype) == np.uint8 and means is None:
+    integer_pixels = np.issubdtype(np.dtype(dtype), np.integer)
+    mean_vector = None
+    if means:
+        values = np.array([means[c] for c in CHANNELS], np.float32)
+        # Means and images must be on one scale: 0–255 means (the builder's) with float images
+        # in [0, 1] would shift every pixel by ~-120 without a word.
+        if integer_pixels != bool(values.max() > 1.5):
+            raise ValueError(
+                f"means {means} are on the {'0–255' if values.max() > 1.5 else '0–1'} scale but the "
+                f"images are {np.dtype(dtype)}; use means computed on the same images "
+                "(`compute_rgb_means` on them, or the `_mean.json` written with the HDF5 file)"
+            )
+        mean_vector = tf.constant(values[: shape[-1]])  # grey images: one channel's mean
+    if rescale is None and integer_pixels and means is None:
         rescale = 1.0 / 255.0
     crop_hw = (crop, crop) if isinstance(crop, int) else crop
     augmentation = None
     if training and augment is not None:
-        augmentation = augment if callable(augment) else build_augmentation(augment, seed=seed)
+        value_range = (0.0, 255.0) if integer_pixels else (0.0, 1.0)
+        augmentation = (
+            augment
+            if callable(augment)
+            else build_augmentation(augment, seed=seed, value_range=value_range)
+        )
 
     if training:
-        ds = ds.shuffle(min(shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(1, min(shuffle_buffer, n)), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     if crop_hw and training:
-        # A random patch per image (before batching: each image gets its own offset).
-        ds = ds.map(
-            lambda x, y: (tf.image.random_crop(x, (*crop_hw, shape[-1]), seed=seed), y),
+        # A random patch per image, before batching (each image its own offset), drawn with
+        # stateless ops from a seeded stream so that `seed` makes the crops repeatable.
+        channels = shape[-1]
+        offsets = tf.data.Dataset.random(seed=seed).batch(2)
+        ds = tf.data.Dataset.zip((ds, offsets)).map(
+            lambda xy, s: (
+                tf.image.stateless_random_crop(xy[0], (*crop_hw, channels), seed=s),
+                xy[1],
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
 
     def prepare(x, y):
         x = tf.cast(x, tf.float32)
+        if crop_hw and not training:
+            x = tf.image.resize_with_crop_or_pad(x, *crop_hw)  # the centre crop
+        if augmentation is not None:  # on the images' own value range, before centring
+            x = augmentation(x, training=True)
         if mean_vector is not None:
             x = x - mean_vector
         if rescale is not None:
             x = x * rescale
-        if crop_hw and not training:
-            x = tf.image.resize_with_crop_or_pad(x, *crop_hw)  # the centre crop
-        if augmentation is not None:
-            x = augmentation(x, training=True)
         if num_classes:
             y = tf.one_hot(y, num_classes)
         return x, y

@@ -57,7 +57,9 @@ def load_means(path: str | Path) -> dict[str, float]:
 
 def subtract_means(images: np.ndarray, means: dict[str, float]) -> np.ndarray:
     """Images minus the per-channel training means, as float32 (the book's MeanPreprocessor)."""
-    return np.asarray(images, dtype=np.float32) - np.array([means[c] for c in CHANNELS], np.float32)
+    images = np.asarray(images, dtype=np.float32)
+    vector = np.array([means[c] for c in CHANNELS], np.float32)
+    return images - vector[: images.shape[-1]]  # grey images: the one channel's mean
 
 
 def random_patch(
