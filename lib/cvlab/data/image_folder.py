@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from cvlab.data.cache import data_root, dataset_dir
-from cvlab.data.dataset import Dataset, ImageIndex
+from cvlab.data.dataset import Dataset, ImageIndex, split_paths
 from cvlab.data.images import decode_index
 from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
 
@@ -87,68 +86,6 @@ def take_per_class(
             seen[label] = seen.get(label, 0) + 1
             keep.append(i)
     return [paths[i] for i in keep], np.asarray(labels, dtype=np.int64)[keep]
-
-
-def _as_count(size: int | float, n: int, option: str) -> int:
-    """A split size given as a count (int) or a fraction of `n` (float), as a count."""
-    if isinstance(size, bool) or not isinstance(size, int | float):
-        raise TypeError(f"{option}={size!r}: give a fraction (float) or a count (int)")
-    if isinstance(size, float):
-        if not 0 <= size < 1:
-            raise ValueError(f"{option}={size}: a fraction must be in [0, 1)")
-        return int(np.ceil(size * n))  # scikit-learn's rounding for test_size
-    if size < 0:
-        raise ValueError(f"{option}={size}: a count cannot be negative")
-    return size
-
-
-def split_paths(
-    paths: Sequence[T],
-    labels: Sequence[int] | np.ndarray,
-    *,
-    val: int | float,
-    test: int | float,
-    seed: int,
-    what: str,
-) -> dict[str, tuple[list[T], np.ndarray]]:
-    """Stratified train/val/test split of a file list: test first, then val from the rest (as
-    the book does). Sizes are fractions of all images (float) or counts (int); 0 leaves a split
-    empty. The same paths, labels and seed always give the same split, and each split comes
-    shuffled (classes mixed), so that a builder writing it in order needs no shuffle later."""
-    labels = np.asarray(labels, dtype=np.int64)
-    n = len(paths)
-    n_test, n_val = _as_count(test, n, "test"), _as_count(val, n, "val")
-    if n_test + n_val >= n:
-        raise ValueError(
-            f"{what}: val ({n_val}) + test ({n_test}) would take all {n} images; "
-            "fix: use smaller val/test sizes"
-        )
-    idx = np.arange(n)
-
-    def carve(pool: np.ndarray, count: int, split: str) -> tuple[np.ndarray, np.ndarray]:
-        if count == 0:
-            return pool, pool[:0]
-        try:
-            rest, part = train_test_split(
-                pool, test_size=count, stratify=labels[pool], random_state=seed
-            )
-        except ValueError as exc:
-            per_class = np.bincount(labels[pool]).tolist()
-            raise ValueError(
-                f"{what}: cannot carve a stratified {split} split of {count} from {len(pool)} "
-                f"images (per class {per_class}): {exc}. Fix: use more images per class, or a "
-                f"{split} size of at least one image per class"
-            ) from None
-        return rest, part
-
-    if n_test == n_val == 0:  # nothing carved: shuffle anyway, as train_test_split does
-        idx = np.random.default_rng(seed).permutation(n)
-    rest, test_idx = carve(idx, n_test, "test")
-    train_idx, val_idx = carve(rest, n_val, "val")
-    return {
-        split: ([paths[i] for i in part], labels[part])
-        for split, part in (("train", train_idx), ("val", val_idx), ("test", test_idx))
-    }
 
 
 # ---------------------------------------------------------------- the image-folder loader
