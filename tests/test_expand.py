@@ -93,3 +93,11 @@ def test_only_filter(light_notebook, write_grid):
         filter_plans(plans, ["depth=3"])
     with pytest.raises(RunFilterError, match="expected KEY=VALUE"):
         filter_plans(plans, ["x"])
+
+
+def test_name_by_picks_the_naming_parameters(light_notebook, write_grid):
+    plans = plans_for(
+        write_grid, grid={"x": [1, 2]}, runs=[{"mode": "nan", "lr": 0.3}], name_by=["mode"]
+    )
+    assert [p.name for p in plans] == ["default", "default", "mode=nan"]
+    assert plans[2].name == "mode=nan"

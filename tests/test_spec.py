@@ -207,3 +207,8 @@ def test_file_name_that_cannot_name_a_folder(light_notebook, write_grid):
     p = only_problem(write_grid(light_spec(), name="odd #1.yaml"))
     assert p.field == "name" and "name:" in p.fix
     load_grid_spec(write_grid(light_spec(name="odd_1"), name="odd #2.yaml"))
+
+
+def test_name_by_must_name_parameters(light_notebook, write_grid):
+    p = only_problem(write_grid(light_spec(name_by=["colour"])))
+    assert p.field == "name_by" and "'colour' is not a parameter" in p.message

@@ -79,6 +79,8 @@ def expand(grid: ValidatedGrid, timeout: float | None = None) -> list[RunPlan]:
             full.append((params, seed))
 
     varied = _varied_keys([p for p, _ in full], order=[*spec.grid, *_run_keys(spec.runs)])
+    if spec.name_by:  # the grid says which parameters name a run (e.g. an experiment number)
+        varied = [*spec.name_by, *([SEED_PARAM] if SEED_PARAM in varied else [])]
     digest = notebook_digest(grid.notebook)
     plans: list[RunPlan] = []
     seen: set[str] = set()

@@ -69,6 +69,7 @@ class GridSpec(BaseModel):
     seeds: list[int] | None = None
     timeout: PositiveFloat | None = Field(default=None, allow_inf_nan=False)
     rank_by: RankBy
+    name_by: list[str] | None = Field(default=None, min_length=1)
     kernel: str = "python3"
 
 
@@ -114,6 +115,7 @@ _FIXES = {
     "runs": "give a list of parameter mappings, e.g. `runs: [{lr: 0.1}]`",
     "params": "map parameter names to single values",
     "name": "use letters, digits, `_`, `-` or `.` (it names the output folder)",
+    "name_by": "list the parameters that name each run, e.g. `name_by: [experiment, smoke]`",
 }
 
 
@@ -310,6 +312,17 @@ def parameter_problems(
                     "notebook",
                     f"{notebook.name}'s parameters cell does not define {injected!r}",
                     f"add `{injected} = None` to the parameters cell (the runner injects it)",
+                )
+            )
+    name_by = raw.get("name_by") if isinstance(raw.get("name_by"), list) else []
+    for key in name_by:
+        if key not in parameters and key != SEED_PARAM:
+            problems.append(
+                SpecProblem(
+                    file,
+                    "name_by",
+                    f"{key!r} is not a parameter of {notebook.name}",
+                    f"use parameters the runs set, e.g. one of: {defined}",
                 )
             )
     if seeds and SEED_PARAM not in parameters:
