@@ -522,6 +522,12 @@ def test_imagenet_offline_raises_a_clear_error_fast(keras_cache):
         backbone("mobilenet_v2", (32, 32, 3), weights="imagenet")
 
 
+def test_online_probe_is_bounded():
+    start = time.perf_counter()
+    assert applications._online(timeout=0.5) in (True, False)
+    assert time.perf_counter() - start < 1.5
+
+
 def test_imagenet_file_in_the_keras_cache_loads_without_network(keras_cache):
     # The ImageNet files are Keras 2 HDF5 files; a model saved as .h5 is in that format.
     source = backbone("vgg16", (32, 32, 3))

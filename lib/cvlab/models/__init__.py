@@ -12,6 +12,21 @@ _BUILDERS: dict[str, str] = {
     "shallownet": "cvlab.models.small:shallownet",
     "lenet": "cvlab.models.small:lenet",
     "resnet": "cvlab.models.resnet:resnet",
+    "minivggnet": "cvlab.models.vgg:minivggnet",
+    "alexnet": "cvlab.models.alexnet:alexnet",
+    "minigooglenet": "cvlab.models.googlenet:minigooglenet",
+    "deepergooglenet": "cvlab.models.googlenet:deepergooglenet",
+    "fchead": "cvlab.models.heads:fchead",
+    # keras.applications backbones: weights "imagenet" (Keras cache or online), "none", a file,
+    # or "run:<run_id>"
+    "vgg16": "cvlab.models.applications:vgg16",
+    "vgg19": "cvlab.models.applications:vgg19",
+    "resnet50": "cvlab.models.applications:resnet50",
+    "inception_v3": "cvlab.models.applications:inception_v3",
+    "xception": "cvlab.models.applications:xception",
+    "densenet121": "cvlab.models.applications:densenet121",
+    "mobilenet_v2": "cvlab.models.applications:mobilenet_v2",
+    "efficientnet_b0": "cvlab.models.applications:efficientnet_b0",
 }
 
 

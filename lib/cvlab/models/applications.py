@@ -29,6 +29,7 @@ from __future__ import annotations
 import glob
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,12 +186,21 @@ def _cached(file_name: str) -> Path | None:
 
 
 def _online(timeout: float = 3.0) -> bool:
-    """Whether Keras's download host answers (a TCP connection, at most `timeout` seconds)."""
-    try:
-        with socket.create_connection(_DOWNLOAD_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """Whether Keras's download host answers a TCP connection within `timeout` seconds in all
+    (the name lookup included, which a socket timeout does not bound, hence the thread)."""
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(_DOWNLOAD_HOST, timeout=timeout):
+                answered.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, name="cvlab-online-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answered)
 
 
 def _not_available(name: str, file_name: str, url: str, why: str) -> WeightsNotAvailableError:
