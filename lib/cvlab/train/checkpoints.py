@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from cvlab.errors import CvlabError
+from cvlab.runs.lookup import AmbiguousRunError, RunModelNotFoundError, find_run_model
 
 if TYPE_CHECKING:
     from cvlab.runs.run import Run
@@ -150,8 +151,6 @@ def find_resume_point(spec: str, *, root: str | Path | None = None) -> ResumePoi
     Runs are looked for as `<root>/experiments/*/<run_id>/model.keras`; `root` defaults to the
     project holding the current folder.
     """
-    from cvlab.runs.run import project_root
-    from cvlab.workspace import Workspace
 
     if not spec.startswith("run:"):
         path = Path(spec)
@@ -163,21 +162,11 @@ def find_resume_point(spec: str, *, root: str | Path | None = None) -> ResumePoi
     run_id = spec.removeprefix("run:").strip().strip("/")
     if not run_id:
         raise ResumeError(f"resume from {spec!r}: no run id after 'run:'")
-    experiments = Workspace.at(root if root is not None else project_root()).experiments
-    pattern = f"{run_id}/model.keras" if "/" in run_id else f"*/{run_id}/model.keras"
-    found = sorted(experiments.glob(pattern))
-    if not found:
-        raise ResumeError(
-            f"resume from {spec!r}: no saved model at {experiments / pattern}; "
-            "the run must call run.save_model(model) (or pass root= for another project)"
-        )
-    if len(found) > 1:
-        where = ", ".join(str(p.parent.relative_to(experiments)) for p in found)
-        raise ResumeError(
-            f"resume from {spec!r}: run id is in several grids ({where}); "
-            "say which one with 'run:<grid>/<run_id>'"
-        )
-    return ResumePoint(found[0].parent, found[0], _epochs_completed(found[0].parent))
+    try:
+        path = find_run_model(run_id, root)
+    except (RunModelNotFoundError, AmbiguousRunError, ValueError) as exc:
+        raise ResumeError(f"resume from {spec!r}: {exc}") from exc
+    return ResumePoint(path.parent, path, _epochs_completed(path.parent))
 
 
 def _epochs_completed(run_dir: Path) -> int:
