@@ -28,6 +28,9 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.options import l2 as _l2
+from cvlab.models.options import resolve_options
+
 # train_alexnet.py: AlexNet.build(width=227, height=227, depth=3, classes=2, reg=0.0002)
 PRESETS: dict[str, dict[str, Any]] = {
     "dogs-vs-cats": {"input_shape": (227, 227, 3), "classes": 2, "reg": 0.0002},
@@ -54,24 +57,6 @@ FC_DROPOUT = 0.5
 _CHANNELS_LAST = "channels_last"
 
 
-def _l2(reg: float):
-    return keras.regularizers.l2(reg) if reg else None
-
-
-def _resolve(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    if preset is None:
-        base = dict(DEFAULTS)
-    else:
-        try:
-            base = {**DEFAULTS, **PRESETS[preset]}
-        except KeyError:
-            raise ValueError(
-                f"unknown AlexNet preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}"
-            ) from None
-    base.update({name: value for name, value in given.items() if value is not None})
-    return base
-
-
 def _final_size(size: int) -> int:
     """Spatial size after the three POOLs ("same" 11×11/4 CONV, then 3×3/2 "valid" POOLs)."""
     size = -(-size // 4)
@@ -96,7 +81,10 @@ def alexnet(
     `preset="dogs-vs-cats"`: the same, as train_alexnet.py calls it. reg 0 adds no penalty.
     Inputs need at least 57×57 pixels (the three 3×3/2 poolings need 15×15 after the stride-4 CONV).
     """
-    cfg = _resolve(
+    cfg = resolve_options(
+        "AlexNet",
+        PRESETS,
+        DEFAULTS,
         preset,
         {
             "input_shape": input_shape,

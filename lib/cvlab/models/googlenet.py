@@ -41,32 +41,11 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.options import l2 as _l2
+from cvlab.models.options import resolve_options
+
 _CHANNELS_LAST = "channels_last"
 _CHAN_DIM = -1
-
-
-def _l2(reg: float):
-    return keras.regularizers.l2(reg) if reg else None
-
-
-def _resolve(
-    model: str,
-    presets: dict[str, dict[str, Any]],
-    defaults: dict[str, Any],
-    preset: str | None,
-    given: dict[str, Any],
-) -> dict[str, Any]:
-    if preset is None:
-        base = dict(defaults)
-    else:
-        try:
-            base = {**defaults, **presets[preset]}
-        except KeyError:
-            raise ValueError(
-                f"unknown {model} preset {preset!r}; choose one of: {', '.join(sorted(presets))}"
-            ) from None
-    base.update({name: value for name, value in given.items() if value is not None})
-    return base
 
 
 def _check_input_shape(model: str, input_shape: tuple, final, needed: int) -> None:
@@ -186,7 +165,7 @@ def minigooglenet(
     (7×7 left for the average pooling); larger ones leave more than 1×1 after it, which the FLATTEN
     passes on to the FC, as the book's code would.
     """
-    cfg = _resolve(
+    cfg = resolve_options(
         "MiniGoogLeNet",
         MINI_PRESETS,
         MINI_DEFAULTS,
@@ -310,7 +289,7 @@ def deepergooglenet(
     (4×4 left for the average pooling); larger ones leave more than 1×1 after it, which the FLATTEN
     passes on to the FC, as the book's code would.
     """
-    cfg = _resolve(
+    cfg = resolve_options(
         "DeeperGoogLeNet",
         DEEPER_PRESETS,
         DEEPER_DEFAULTS,

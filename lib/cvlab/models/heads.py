@@ -23,6 +23,8 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.options import l2 as _l2
+
 # finetune_flowers17.py: FCHeadNet.build(baseModel, len(classNames), 256) on VGG16's body
 DEFAULTS: dict[str, Any] = {
     "input_shape": (7, 7, 512),  # VGG16 without its top, on 224×224×3
@@ -30,10 +32,6 @@ DEFAULTS: dict[str, Any] = {
     "units": 256,
     "dropout": 0.5,
 }
-
-
-def _l2(reg: float):
-    return keras.regularizers.l2(reg) if reg else None
 
 
 def _is_shape(value: Any) -> bool:

@@ -32,6 +32,9 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.options import l2 as _l2
+from cvlab.models.options import resolve_options
+
 STEMS = ("cifar", "tiny_imagenet")
 
 # The book's training scripts: resnet_cifar10*.py (ResNet-56) and Tiny ImageNet train*.py.
@@ -68,10 +71,6 @@ DEFAULTS: dict[str, Any] = {
 
 POOL_SIZE = 8  # the book's AveragePooling2D((8, 8)) before the classifier
 _CHANNELS_LAST = "channels_last"
-
-
-def _l2(reg: float):
-    return keras.regularizers.l2(reg) if reg else None
 
 
 def _bn(x, bn_eps: float, bn_momentum: float):
@@ -135,20 +134,6 @@ def _final_size(size: int | None, stem: str, n_stages: int) -> int | None:
     return size
 
 
-def _resolve(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    if preset is None:
-        base = dict(DEFAULTS)
-    else:
-        try:
-            base = {**DEFAULTS, **PRESETS[preset]}
-        except KeyError:
-            raise ValueError(
-                f"unknown ResNet preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}"
-            ) from None
-    base.update({name: value for name, value in given.items() if value is not None})
-    return base
-
-
 def resnet(
     input_shape: Sequence[int] | None = None,
     classes: int | None = None,
@@ -175,7 +160,10 @@ def resnet(
     The classifier sits on AVG POOL 8×8 as in the book, so the last stage must be at least 8×8 (32×32
     CIFAR-stem or 64×64 Tiny-ImageNet-stem inputs with three stages give exactly 8×8).
     """
-    cfg = _resolve(
+    cfg = resolve_options(
+        "ResNet",
+        PRESETS,
+        DEFAULTS,
         preset,
         {
             "input_shape": input_shape,

@@ -26,6 +26,9 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.options import l2 as _l2
+from cvlab.models.options import resolve_options
+
 # The book's training scripts: minivggnet_cifar10.py / train_models.py (ensembles) and
 # minivggnet_flowers17.py / minivggnet_flowers17_data_aug.py.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -47,24 +50,6 @@ FC_UNITS = 512
 CONV_DROPOUT = 0.25
 FC_DROPOUT = 0.5
 _CHANNELS_LAST = "channels_last"
-
-
-def _l2(reg: float):
-    return keras.regularizers.l2(reg) if reg else None
-
-
-def _resolve(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    if preset is None:
-        base = dict(DEFAULTS)
-    else:
-        try:
-            base = {**DEFAULTS, **PRESETS[preset]}
-        except KeyError:
-            raise ValueError(
-                f"unknown MiniVGGNet preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}"
-            ) from None
-    base.update({name: value for name, value in given.items() if value is not None})
-    return base
 
 
 def _check_input_shape(input_shape: tuple, pools: int) -> None:
@@ -97,7 +82,10 @@ def minivggnet(
     the book keeps). `preset="cifar10"`: 32×32×3, 10 classes; `preset="flowers17"`: 64×64×3,
     17 classes. Explicit arguments override the preset's.
     """
-    cfg = _resolve(
+    cfg = resolve_options(
+        "MiniVGGNet",
+        PRESETS,
+        DEFAULTS,
         preset,
         {
             "input_shape": input_shape,

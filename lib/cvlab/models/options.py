@@ -1,0 +1,33 @@
+"""What the book's model builders share: presets overridden by explicit arguments, and L2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def l2(reg: float):
+    """An L2 kernel regularizer, or None when `reg` is 0 (no regularization loss at all)."""
+    import keras
+
+    return keras.regularizers.l2(reg) if reg else None
+
+
+def resolve_options(
+    model: str,
+    presets: dict[str, dict[str, Any]],
+    defaults: dict[str, Any],
+    preset: str | None,
+    given: dict[str, Any],
+) -> dict[str, Any]:
+    """Defaults, then the preset's values, then every argument given (not None)."""
+    if preset is None:
+        base = dict(defaults)
+    else:
+        try:
+            base = {**defaults, **presets[preset]}
+        except KeyError:
+            raise ValueError(
+                f"unknown {model} preset {preset!r}; choose one of: {', '.join(sorted(presets))}"
+            ) from None
+    base.update({name: value for name, value in given.items() if value is not None})
+    return base
