@@ -326,3 +326,16 @@ def test_outputs_are_readable_by_others(light_notebook, write_grid, run_cli):
     ws = Workspace.at(run_cli.out)
     for path in [ws.leaderboard_page, ws.leaderboard_csv, *ws.experiments.rglob("record.json")]:
         assert path.stat().st_mode & 0o044 == 0o044, path
+
+
+def test_rerun_keeps_history_when_a_backup_will_resume(tmp_path):
+    from cvlab.grid.execute import _reset_run_dir
+
+    for with_backup in (True, False):
+        run_dir = tmp_path / str(with_backup)
+        run_dir.mkdir()
+        (run_dir / "history.csv").write_text("epoch,loss\n1,0.5\n")
+        if with_backup:
+            (run_dir / "backup").mkdir()
+        _reset_run_dir(run_dir)
+        assert (run_dir / "history.csv").exists() is with_backup

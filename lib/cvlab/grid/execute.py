@@ -20,6 +20,7 @@ from cvlab.atomic_io import copy_atomic, write_text_atomic
 from cvlab.grid.expand import RunPlan
 from cvlab.runs.environment import collect_environment
 from cvlab.runs.record import (
+    BACKUP_DIR,
     CURVES_FILE,
     HISTORY_FILE,
     HTML_FILE,
@@ -149,7 +150,10 @@ def _export_html(notebook: Path, html: Path) -> None:
 
 
 def _reset_run_dir(run_dir: Path) -> None:
-    """Remove the previous attempt's outputs that would mislead (history of a failed try)."""
+    """Remove the previous attempt's outputs that would mislead (history of a failed try),
+    unless the attempt left a training backup: then the run resumes and its history goes on."""
+    if (run_dir / BACKUP_DIR).is_dir():
+        return
     for name in (HISTORY_FILE, CURVES_FILE, HTML_FILE):
         (run_dir / name).unlink(missing_ok=True)
 

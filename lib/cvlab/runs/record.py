@@ -16,6 +16,7 @@ HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
 NOTEBOOK_FILE = "run.ipynb"
 HTML_FILE = "run.html"
+BACKUP_DIR = "backup"  # training backups of a run that can resume (cvlab.train.checkpoints)
 
 RunStatus = Literal["pending", "running", "ok", "failed", "timeout", "diverged", "interrupted"]
 # A finished run is a result: the grid runner skips it unless forced.

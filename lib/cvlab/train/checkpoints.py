@@ -28,6 +28,7 @@ import keras
 
 from cvlab.errors import CvlabError
 from cvlab.runs.lookup import AmbiguousRunError, RunModelNotFoundError, find_run_model
+from cvlab.runs.record import BACKUP_DIR
 
 if TYPE_CHECKING:
     from cvlab.runs.run import Run
@@ -43,7 +44,6 @@ __all__ = [
     "resume_from",
 ]
 
-BACKUP_DIR = "backup"
 _METADATA = "training_metadata.json"
 
 
