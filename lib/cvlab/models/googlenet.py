@@ -49,10 +49,6 @@ _CHAN_DIM = -1
 
 
 def _check_input_shape(model: str, input_shape: tuple, final, needed: int) -> None:
-    if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ValueError(
-            f"input_shape must be (height, width, channels) of positive ints, got {input_shape}"
-        )
     for axis, size in zip(("height", "width"), input_shape[:2], strict=True):
         if final(size) < needed:
             minimum = next(n for n in range(size, 100 * needed) if final(n) >= needed)
@@ -170,15 +166,13 @@ def minigooglenet(
         MINI_PRESETS,
         MINI_DEFAULTS,
         preset,
-        {
-            "input_shape": input_shape,
-            "classes": classes,
-            "reg": reg,
-            "bn_eps": bn_eps,
-            "bn_momentum": bn_momentum,
-        },
+        input_shape=input_shape,
+        classes=classes,
+        reg=reg,
+        bn_eps=bn_eps,
+        bn_momentum=bn_momentum,
     )
-    input_shape, classes = tuple(cfg["input_shape"]), int(cfg["classes"])
+    input_shape, classes = cfg["input_shape"], cfg["classes"]
     options = {"reg": cfg["reg"], "bn_eps": cfg["bn_eps"], "bn_momentum": cfg["bn_momentum"]}
     _check_input_shape("MiniGoogLeNet", input_shape, _mini_final_size, MINI_POOL)
 
@@ -294,15 +288,13 @@ def deepergooglenet(
         DEEPER_PRESETS,
         DEEPER_DEFAULTS,
         preset,
-        {
-            "input_shape": input_shape,
-            "classes": classes,
-            "reg": reg,
-            "bn_eps": bn_eps,
-            "bn_momentum": bn_momentum,
-        },
+        input_shape=input_shape,
+        classes=classes,
+        reg=reg,
+        bn_eps=bn_eps,
+        bn_momentum=bn_momentum,
     )
-    input_shape, classes = tuple(cfg["input_shape"]), int(cfg["classes"])
+    input_shape, classes = cfg["input_shape"], cfg["classes"]
     options = {"reg": cfg["reg"], "bn_eps": cfg["bn_eps"], "bn_momentum": cfg["bn_momentum"]}
     _check_input_shape("DeeperGoogLeNet", input_shape, _deeper_final_size, DEEPER_POOL)
 

@@ -17,9 +17,12 @@ def resolve_options(
     presets: dict[str, dict[str, Any]],
     defaults: dict[str, Any],
     preset: str | None,
-    given: dict[str, Any],
+    **given: Any,
 ) -> dict[str, Any]:
-    """Defaults, then the preset's values, then every argument given (not None)."""
+    """Defaults, then the preset's values, then every argument given (not None).
+
+    `input_shape` comes back as a tuple of three positive ints and `classes` as an int.
+    """
     if preset is None:
         base = dict(defaults)
     else:
@@ -30,4 +33,14 @@ def resolve_options(
                 f"unknown {model} preset {preset!r}; choose one of: {', '.join(sorted(presets))}"
             ) from None
     base.update({name: value for name, value in given.items() if value is not None})
+    if "input_shape" in base:
+        shape = tuple(base["input_shape"])
+        if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise ValueError(
+                f"{model}: input_shape must be (height, width, channels) of positive ints, "
+                f"got {shape}"
+            )
+        base["input_shape"] = shape
+    if "classes" in base:
+        base["classes"] = int(base["classes"])
     return base

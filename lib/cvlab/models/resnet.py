@@ -165,18 +165,16 @@ def resnet(
         PRESETS,
         DEFAULTS,
         preset,
-        {
-            "input_shape": input_shape,
-            "classes": classes,
-            "stages": stages,
-            "filters": filters,
-            "reg": reg,
-            "bn_eps": bn_eps,
-            "bn_momentum": bn_momentum,
-            "stem": stem,
-        },
+        input_shape=input_shape,
+        classes=classes,
+        stages=stages,
+        filters=filters,
+        reg=reg,
+        bn_eps=bn_eps,
+        bn_momentum=bn_momentum,
+        stem=stem,
     )
-    input_shape, classes = tuple(cfg["input_shape"]), int(cfg["classes"])
+    input_shape, classes = cfg["input_shape"], cfg["classes"]
     stages, filters = tuple(cfg["stages"]), tuple(cfg["filters"])
     reg, bn_eps, bn_momentum, stem = cfg["reg"], cfg["bn_eps"], cfg["bn_momentum"], cfg["stem"]
     module_reg = reg if module_reg is None else module_reg
@@ -190,8 +188,6 @@ def resnet(
             f"filters needs one value for the stem CONV and one per stage ({len(stages) + 1}), "
             f"got {len(filters)}: {filters}"
         )
-    if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
     for axis, size in zip(("height", "width"), input_shape[:2], strict=True):
         final = _final_size(size, stem, len(stages))
         if final is not None and final < POOL_SIZE:

@@ -53,10 +53,6 @@ _CHANNELS_LAST = "channels_last"
 
 
 def _check_input_shape(input_shape: tuple, pools: int) -> None:
-    if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ValueError(
-            f"input_shape must be (height, width, channels) of positive ints, got {input_shape}"
-        )
     smallest = 2**pools
     for axis, size in zip(("height", "width"), input_shape[:2], strict=True):
         if size < smallest:
@@ -87,15 +83,13 @@ def minivggnet(
         PRESETS,
         DEFAULTS,
         preset,
-        {
-            "input_shape": input_shape,
-            "classes": classes,
-            "reg": reg,
-            "bn_eps": bn_eps,
-            "bn_momentum": bn_momentum,
-        },
+        input_shape=input_shape,
+        classes=classes,
+        reg=reg,
+        bn_eps=bn_eps,
+        bn_momentum=bn_momentum,
     )
-    input_shape, classes = tuple(cfg["input_shape"]), int(cfg["classes"])
+    input_shape, classes = cfg["input_shape"], cfg["classes"]
     reg, bn_eps, bn_momentum = cfg["reg"], cfg["bn_eps"], cfg["bn_momentum"]
     _check_input_shape(input_shape, len(BLOCK_FILTERS))
 
