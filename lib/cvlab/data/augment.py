@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cvlab.atomic_io import write_atomic
+from cvlab.figures import new_figure, save_png
 
 
 class AugmentationConfig(BaseModel):
@@ -140,23 +140,14 @@ def save_augmentation_montage(
     """Write a grid of `samples` augmented versions of one image (float in [0, 1]) to `path`:
     the book's augmentation demo, to check that the settings look sensible."""
     import keras
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     augment = build_augmentation(config, seed=seed)
     batch = np.repeat(np.asarray(image, np.float32)[None], samples, axis=0)
     out = keras.ops.convert_to_numpy(augment(batch, training=True))
     rows = -(-samples // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows), squeeze=False)
+    fig, axes = new_figure(rows, columns, figsize=(1.6 * columns, 1.6 * rows))
     for ax, img in zip(axes.flat, list(out) + [None] * (rows * columns - samples), strict=True):
         ax.axis("off")
         if img is not None:
             ax.imshow(np.clip(img.squeeze(), 0, 1), cmap="gray" if img.shape[-1] == 1 else None)
-    fig.tight_layout()
-    try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)

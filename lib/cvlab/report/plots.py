@@ -7,30 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cvlab.atomic_io import write_atomic
+from cvlab.figures import new_figure, save_png
 from cvlab.report.ranking import varied_params
 from cvlab.runs.curves import metric_pairs
 from cvlab.runs.record import HISTORY_FILE
 from cvlab.workspace import Workspace
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
-    fig.tight_layout()
-    try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _sort_key(value: object) -> tuple[int, float | str]:
@@ -42,13 +23,12 @@ def _sort_key(value: object) -> tuple[int, float | str]:
 
 def plot_rank_vs_params(group: pd.DataFrame, path: Path) -> Path | None:
     """One panel per varied parameter: each run's rank value (dots) and the mean per value (line)."""
-    plt = _pyplot()
     done = group[group["rank_value"].notna()]
     params = varied_params(group)
     if done.empty or not params:
         return None
     metric = str(group["rank_metric"].iloc[0])
-    fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params), 3.2), squeeze=False)
+    fig, axes = new_figure(1, len(params), figsize=(3.6 * len(params), 3.2))
     for ax, col in zip(axes[0], params, strict=True):
         labels = sorted({str(v) for v in group[col]}, key=_sort_key)
         pos = {label: i for i, label in enumerate(labels)}
@@ -66,12 +46,11 @@ def plot_rank_vs_params(group: pd.DataFrame, path: Path) -> Path | None:
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{group['grid'].iloc[0]}: {metric} by parameter", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_validation_curves(group: pd.DataFrame, ws: Workspace, path: Path) -> Path | None:
     """Every run's validation curves (training curves where there is no validation) overlaid."""
-    plt = _pyplot()
     histories = {}
     for _, row in group.iterrows():
         csv = ws.run_dir(str(row["grid"]), str(row["run_id"])) / HISTORY_FILE
@@ -88,7 +67,7 @@ def plot_validation_curves(group: pd.DataFrame, ws: Workspace, path: Path) -> Pa
     ][:3]
     if not columns:
         return None
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.4 * len(columns), 3.4), squeeze=False)
+    fig, axes = new_figure(1, len(columns), figsize=(4.4 * len(columns), 3.4))
     for ax, col in zip(axes[0], columns, strict=True):
         for name, hist in histories.items():
             if col in hist:
@@ -98,7 +77,7 @@ def plot_validation_curves(group: pd.DataFrame, ws: Workspace, path: Path) -> Pa
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{group['grid'].iloc[0]}: all runs", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_grid_figures(frame: pd.DataFrame, ws: Workspace, grid: str) -> list[Path]:

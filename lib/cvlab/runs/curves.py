@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cvlab.atomic_io import write_atomic
+from cvlab.figures import new_figure, save_png
 
 
 def metric_pairs(columns: list[str]) -> list[tuple[str, str | None]]:
@@ -19,15 +19,10 @@ def metric_pairs(columns: list[str]) -> list[tuple[str, str | None]]:
 
 def plot_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Draw one panel per metric (train solid, validation dashed) and save it atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     pairs = metric_pairs(list(history.columns))
     if not pairs:  # only validation columns: plot those on their own
         pairs = [(c, None) for c in history.columns if c.startswith("val_")] or [("loss", None)]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.4), squeeze=False)
+    fig, axes = new_figure(1, len(pairs), figsize=(4.2 * len(pairs), 3.4))
     x = history["epoch"] if "epoch" in history else range(1, len(history) + 1)
     for ax, (train, val) in zip(axes[0], pairs, strict=True):
         if train in history:
@@ -40,9 +35,4 @@ def plot_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> Pat
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
