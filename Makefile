@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast bench lab lint leaderboard clean
+.PHONY: setup run test test-fast bench lab lint leaderboard import-shared clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -19,6 +19,21 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(PY) run_grid.py grids/quickstart.yaml
+
+# Import every data set archive found in $(SHARED_DATA) into the data cache ($$CVLAB_DATA, else
+# data/): the real-data tests and notebooks read them from there. Re-running skips what is in.
+SHARED_DATA ?= ../shared/data
+import-shared: $(STAMP)
+	@if [ -d "$(SHARED_DATA)" ]; then \
+	  for f in "$(SHARED_DATA)"/*.tar "$(SHARED_DATA)"/*.tar.gz "$(SHARED_DATA)"/*.zip; do \
+	    [ -f "$$f" ] || continue; \
+	    name=$$(basename "$$f"); name=$${name%.gz}; name=$${name%.tar}; name=$${name%.zip}; \
+	    $(PY) -c 'import sys; from cvlab.data.catalog import entry; entry(sys.argv[1])' "$$name" 2>/dev/null \
+	      || { echo "skipping $$f: cvlab's catalog has no data set named $$name"; continue; }; \
+	    $(VENV)/bin/cvlab data import "$$name" "$$f" --quiet || exit 1; \
+	  done; \
+	  $(VENV)/bin/cvlab data list; \
+	else echo "no $(SHARED_DATA): nothing to import (real-data tests will be skipped)"; fi
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,12 +1,10 @@
 """On-disk data set layouts (CIFAR-10, Tiny ImageNet, image folders, Dogs vs. Cats), each built
-tiny in tmp_path; the `slow` tests load the real archives from shared/data when they exist."""
+tiny in tmp_path; the `slow` tests load the real data sets from the data cache when imported."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import socket
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +19,7 @@ from cvlab.data.image_folder import index_image_folder, load_image_folder
 from cvlab.data.tiny_imagenet import index_tiny_imagenet, load_tiny_imagenet
 from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
 
-# The team's read-only archives: $CVLAB_SHARED_DATA (set by .ci/run), else shared/ beside the clone.
-SHARED_DATA = Path(
-    os.environ.get("CVLAB_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
-
+from real_data import installed_dataset
 
 # ---------------------------------------------------------------- helpers
 
@@ -53,15 +47,6 @@ def assert_images(x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]) -> None:
     assert x.dtype == np.float32 and y.dtype == np.int64
     assert x.shape[1:] == shape and len(x) == len(y)
     assert x.min() >= 0.0 and x.max() <= 1.0
-
-
-def extract(archive: str, dest: Path) -> Path:
-    path = SHARED_DATA / archive
-    if not path.is_file():
-        pytest.skip(f"{path} is not on this machine")
-    with tarfile.open(path) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
 
 
 @pytest.fixture
@@ -394,45 +379,52 @@ def test_cifar10_download_failure_and_success(no_data, monkeypatch):
 
 
 @pytest.mark.slow
-def test_real_flowers17(tmp_path):
-    extract("flowers17.tar", tmp_path)
-    data = load_image_folder(tmp_path, size=32, val_fraction=0, test_fraction=0.25, progress=False)
+def test_real_flowers17():
+    folder = installed_dataset("flowers17")
+    data = load_image_folder(folder, size=32, val_fraction=0, test_fraction=0.25, progress=False)
     assert data.num_classes == 17 and "daffodil" in data.class_names
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (1020, 0, 340)
     assert np.bincount(data.y_test).tolist() == [20] * 17
     assert data.info["skipped"] == 0
+    # by name, from the data cache: the same classes and the book's 75/25 split
+    named = cvlab.data.index("flowers17")
+    assert named.class_names == data.class_names
+    assert named.counts() == {"train": 1020, "val": 0, "test": 340}
 
 
 @pytest.mark.slow
-def test_real_dogs_vs_cats(tmp_path):
-    extract("dogs-vs-cats.tar", tmp_path)
-    assert sum(index_dogs_vs_cats(tmp_path).counts().values()) == 2002
-    data = load_dogs_vs_cats(tmp_path, size=32, limit=200, progress=False)
+def test_real_dogs_vs_cats():
+    folder = installed_dataset("dogs-vs-cats")
+    assert sum(index_dogs_vs_cats(folder).counts().values()) == 2002
+    assert sum(cvlab.data.index("dogs-vs-cats").counts().values()) == 2002
+    data = load_dogs_vs_cats(folder, size=32, limit=200, progress=False)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (160, 20, 20)
     assert np.bincount(data.y_train).tolist() == [80, 80]
     assert data.info["skipped"] == 0 and data.info["ignored"] == 0
 
 
 @pytest.mark.slow
-def test_real_tiny_imagenet(tmp_path):
-    extract("tiny-imagenet-200.tar.gz", tmp_path)
-    index = index_tiny_imagenet(tmp_path)
+def test_real_tiny_imagenet():
+    folder = installed_dataset("tiny-imagenet")
+    index = index_tiny_imagenet(folder)
+    assert cvlab.data.index("tiny-imagenet").counts() == index.counts()
     assert len(index.class_names) == 200 and "goldfish" in index.class_names
     assert index.counts() == {"train": 10_000, "val": 10_000, "test": 10_000}
     assert np.bincount(index.splits["test"][1]).tolist() == [50] * 200
-    data = load_tiny_imagenet(tmp_path, limit_per_class=2, progress=False)
+    data = load_tiny_imagenet(folder, limit_per_class=2, progress=False)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (200, 400, 200)
     assert_images(data.x_train, data.y_train, (64, 64, 3))
 
 
 @pytest.mark.slow
-def test_real_cifar10_jpeg(tmp_path):
-    extract("cifar10.tar.gz", tmp_path)
-    index = index_cifar10(tmp_path)
+def test_real_cifar10_jpeg():
+    folder = installed_dataset("cifar10")
+    index = index_cifar10(folder)
+    assert cvlab.data.index("cifar10").counts() == index.counts()
     assert index.class_names == CIFAR_CLASSES
     assert index.counts() == {"train": 45_000, "val": 5_000, "test": 10_000}
     assert np.bincount(index.splits["val"][1]).tolist() == [500] * 10
-    data = load_cifar10(tmp_path, limit_per_class=20, download=False, progress=False)
+    data = load_cifar10(folder, limit_per_class=20, download=False, progress=False)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (180, 20, 200)
     assert_images(data.x_test, data.y_test, (32, 32, 3))
 
@@ -448,3 +440,13 @@ def test_cifar10_pickles_build_to_hdf5(tmp_path, no_data):
     )  # fmt: skip
     with HDF5DatasetReader(files["train"]) as reader:
         assert len(reader) == 90 and reader.images.shape[1:] == (32, 32, 3)
+
+
+@pytest.mark.slow
+def test_real_imagenet_sample():
+    folder = installed_dataset("imagenet-sample")
+    index = cvlab.data.index("imagenet-sample", directory=folder)
+    paths, labels = index.splits["test"]
+    assert len(paths) == 1000 and sorted(labels.tolist()) == list(range(1000))
+    assert index.class_names[0] == "n01440764" and index.class_names == sorted(index.class_names)
+    assert all(Path(p).name.startswith(index.class_names[y]) for p, y in zip(paths, labels, strict=True))

@@ -53,3 +53,11 @@ class DatasetNotFoundError(CvlabError, FileNotFoundError):
 
 class DatasetLayoutError(CvlabError):
     """Files that are there but not in the layout the loader reads (names the file and the fix)."""
+
+
+class DatasetFetchError(CvlabError):
+    """A data set download that failed (offline, refused, corrupt): names the import command."""
+
+
+class DatasetExistsError(CvlabError):
+    """The data cache already holds this data set from another source (--force replaces it)."""

@@ -28,12 +28,16 @@ _LOADERS: dict[str, str] = {
     "tiny-imagenet": "cvlab.data.tiny_imagenet:load_tiny_imagenet",
     "image-folder": "cvlab.data.image_folder:load_image_folder",
     "dogs-vs-cats": "cvlab.data.dogs_vs_cats:load_dogs_vs_cats",
+    "flowers17": "cvlab.data.flowers17:load_flowers17",
+    "imagenet-sample": "cvlab.data.imagenet_sample:load_imagenet_sample",
 }
 _INDEXERS: dict[str, str] = {
     "cifar10": "cvlab.data.cifar10:index_cifar10",
     "tiny-imagenet": "cvlab.data.tiny_imagenet:index_tiny_imagenet",
     "image-folder": "cvlab.data.image_folder:index_image_folder",
     "dogs-vs-cats": "cvlab.data.dogs_vs_cats:index_dogs_vs_cats",
+    "flowers17": "cvlab.data.flowers17:index_flowers17",
+    "imagenet-sample": "cvlab.data.imagenet_sample:index_imagenet_sample",
 }
 
 

@@ -1,12 +1,16 @@
-"""`python -m cvlab.data COMMAND ...`: data set tools from the command line.
+"""`cvlab data COMMAND ...` (or `python -m cvlab.data COMMAND ...`): data set tools.
 
-    python -m cvlab.data build NAME [--size 64] [--out data/NAME.hdf5] [--aspect] [--no-resume]
-                              [--batch-size N] [--option KEY=VALUE ...] [--quiet]
+    cvlab data import NAME PATH [--force] [--link] [--quiet]   archive or folder -> data cache
+    cvlab data fetch NAME [--force] [--quiet]                  download from the official source
+    cvlab data list                                            what is installed, with counts
+    cvlab data build NAME [--size 64] [--out data/NAME.hdf5] [--aspect] [--no-resume]
+                          [--batch-size N] [--option KEY=VALUE ...] [--quiet]
 
 `build` writes `<out stem>_{train,val,test}.hdf5` and `<out stem>_mean.json` (see
 `cvlab.data.build`). Each subcommand is a `_cmd_*` function registered in `build_parser`.
-Exit codes: 0 done, 1 failed, 2 bad input (unknown data set, data set not on this machine,
-malformed option), 130 interrupted (run the same command again to resume).
+Exit codes: 0 done, 1 failed (a download that failed included), 2 bad input (unknown data set,
+data set not on this machine, wrong layout, already installed from elsewhere, malformed
+option), 130 interrupted (run the same command again to resume).
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cvlab.errors import CvlabError, DatasetNotFoundError, UnknownNameError
+from cvlab.errors import (
+    CvlabError,
+    DatasetExistsError,
+    DatasetFetchError,
+    DatasetLayoutError,
+    DatasetNotFoundError,
+    UnknownNameError,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -83,11 +94,97 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_import(result) -> None:
+    from cvlab.data.cache import data_root
+
+    verb = "already installed (same source; --force re-imports)" if result.skipped else "installed"
+    print(f"{result.survey.describe()}\n  {verb}: {result.target}")
+    if not result.skipped:
+        print(f"  load it with cvlab.data.load({result.survey.name!r}) (data cache: {data_root()})")
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from cvlab.data.install import import_dataset
+
+    result = import_dataset(
+        args.name, args.path, force=args.force, link=args.link, progress=not args.quiet
+    )
+    _print_import(result)
+    return EXIT_OK
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from cvlab.data.install import fetch_dataset
+
+    _print_import(fetch_dataset(args.name, force=args.force, progress=not args.quiet))
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from cvlab.data.cache import data_root
+    from cvlab.data.catalog import entry
+    from cvlab.data.install import installed, other_entries
+
+    print(f"data cache: {data_root()}  (set $CVLAB_DATA to move it)")
+    header = f"{'name':<16}{'train':>9}{'val':>9}{'test':>9}{'classes':>9}  location"
+    print(header)
+    for item in installed():
+        if item.survey is None:
+            why = f"unreadable: {item.problem}" if item.problem else "not installed"
+            hint = f"cvlab data import {item.name} PATH"
+            if entry(item.name).download is not None:
+                hint += f"  or  cvlab data fetch {item.name}"
+            print(f"{item.name:<16}{'-':>9}{'-':>9}{'-':>9}{'-':>9}  {why} ({hint})")
+            continue
+        s = item.survey
+        counts = "".join(f"{s.splits.get(k, 0):>9,}" for k in ("train", "val", "test"))
+        print(f"{item.name:<16}{counts}{s.classes:>9}  {s.location}")
+    others = other_entries()
+    if others:
+        print("also in the data cache: " + ", ".join(others))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cvlab.data", description="Data set tools: build HDF5 files."
+        prog="cvlab data",
+        description="Data set tools: install data sets into the data cache, list them, build "
+        "HDF5 files.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    imp = commands.add_parser(
+        "import",
+        help="install NAME into the data cache from an archive (.tar, .tar.gz, .zip) or a folder",
+        description="Unpack or copy PATH into <data cache>/NAME after checking its layout "
+        "(images per split and class, printed). Importing the same source again does nothing.",
+    )
+    imp.add_argument(
+        "name", help="cifar10, tiny-imagenet, flowers17, dogs-vs-cats, imagenet-sample"
+    )
+    imp.add_argument("path", type=Path, help="the archive, or the folder that holds the data set")
+    imp.add_argument("--force", action="store_true", help="replace what the cache holds for NAME")
+    imp.add_argument(
+        "--link", action="store_true", help="(folders) link to PATH instead of copying it"
+    )
+    imp.add_argument("--quiet", action="store_true", help="no progress bars")
+    imp.set_defaults(func=_cmd_import)
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="download NAME from its official source and import it (needs internet)",
+        description="Download the official archive (CIFAR-10's tarball, Tiny ImageNet's zip, "
+        "Oxford's 17flowers.tgz) and import it. Offline, says how to import a copy instead.",
+    )
+    fetch.add_argument("name", help="cifar10, tiny-imagenet or flowers17")
+    fetch.add_argument("--force", action="store_true", help="replace what the cache holds")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+    fetch.set_defaults(func=_cmd_fetch)
+
+    listing = commands.add_parser(
+        "list", help="the data sets installed, with images per split and classes"
+    )
+    listing.set_defaults(func=_cmd_list)
 
     build = commands.add_parser(
         "build",
@@ -131,9 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _BadInput as exc:
         parser.error(str(exc))  # exits 2
-    except (UnknownNameError, DatasetNotFoundError) as exc:
+    except (UnknownNameError, DatasetNotFoundError, DatasetLayoutError, DatasetExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except DatasetFetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except TypeError as exc:
         if "unexpected keyword argument" not in str(exc) and "multiple values" not in str(exc):
             raise
