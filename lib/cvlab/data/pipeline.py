@@ -78,7 +78,7 @@ def make_pipeline(
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path}: no such HDF5 file; build it with `python -m cvlab.data build`"
+                f"{path}: no such HDF5 file; build it with `cvlab data build`"
             )
         data, label_data, n, shape, dtype = _read_hdf5(path, data_key)
         if data is not None:
