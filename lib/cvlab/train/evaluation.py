@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from cvlab.runs.run import Run
 
-__all__ = ["confusion_figure", "evaluate_classifier", "rank_accuracy"]
+__all__ = ["confusion_figure", "evaluate_classifier", "rank_accuracy", "score_predictions"]
 
 REPORT_FILE = "classification_report.txt"
 
@@ -124,6 +124,7 @@ def evaluate_classifier(
     run: Run | None = None,
     batch_size: int = 64,
     ten_crop_size: int | tuple[int, int] | None = None,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """Predict `x` (arrays, or a `tf.data.Dataset` of (x, y) batches with `y=None`) and score it.
 
@@ -131,14 +132,30 @@ def evaluate_classifier(
     be at least that large). Returns `rank1`, `rank5` (with 5 classes or more), `test_accuracy`
     (= rank1), `report` (scikit-learn's dict), `report_text`, `confusion_matrix`, `figure`,
     `probabilities` and `labels`. With `run`, logs the metrics, saves the figure as
-    `figures/confusion_matrix.png` and the report as `classification_report.txt`.
+    `figures/confusion_matrix.png` and the report as `classification_report.txt`. `prefix`
+    names a second evaluation of the same run apart (`prefix="crops_"` logs `crops_rank1`, ...).
     """
+    probs, labels = _predict(model, x, y, batch_size, ten_crop_size)
+    return score_predictions(probs, labels, class_names, run=run, prefix=prefix)
+
+
+def score_predictions(
+    probabilities: Any,
+    labels: Any,
+    class_names: Sequence[str],
+    *,
+    run: Run | None = None,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Score class probabilities (N × classes) against labels, from any classifier (a Keras
+    model, a scikit-learn one on extracted features, an ensemble's average): the same
+    metrics, report and figure as `evaluate_classifier`, logged to `run` the same way."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     from cvlab.atomic_io import write_text_atomic
 
     class_names = [str(c) for c in class_names]
-    probs, labels = _predict(model, x, y, batch_size, ten_crop_size)
+    probs, labels = np.asarray(probabilities), _as_labels(labels)
     n = len(class_names)
     if probs.ndim != 2 or probs.shape[1] != n:
         raise ValueError(
@@ -157,11 +174,12 @@ def evaluate_classifier(
     title = f"confusion matrix (rank-1 {scores['rank1']:.2%})"
     fig = confusion_figure(matrix, class_names, title=title)
     if run is not None:
-        run.log_metrics(**metrics)
-        run.save_figure(fig, "confusion_matrix")
-        header = " ".join(f"{k} {v:.4f}" for k, v in scores.items())
-        write_text_atomic(run.artifact_path(REPORT_FILE), f"{header}\n\n{report_text}")
-        run.log_artifact("classification_report", REPORT_FILE)
+        run.log_metrics(**{prefix + k: v for k, v in metrics.items()})
+        run.save_figure(fig, f"{prefix}confusion_matrix")
+        header = " ".join(f"{prefix}{k} {v:.4f}" for k, v in scores.items())
+        report_file = prefix + REPORT_FILE
+        write_text_atomic(run.artifact_path(report_file), f"{header}\n\n{report_text}")
+        run.log_artifact(f"{prefix}classification_report", report_file)
     return {
         **metrics,
         "report": report,
