@@ -11,19 +11,26 @@ from cvlab.grid.cli import main
 from cvlab.runs import RunRecord
 from cvlab.workspace import Workspace
 
+from real_data import installed_dataset
+
 REPO = Path(__file__).resolve().parents[1]
 CHAPTER_GRIDS = [
+    "alexnet_dogs_vs_cats",
     "resnet_cifar",
     "resnet_tiny_imagenet",
     "googlenet_cifar",
     "googlenet_tiny_imagenet",
 ]
+# Grids whose smoke row reads a real data set from the data cache (skipped where not imported)
+NEEDS_DATA = {"alexnet_dogs_vs_cats": "dogs-vs-cats"}
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("grid", CHAPTER_GRIDS)
 def test_smoke_row_runs(grid, tmp_path):
+    if grid in NEEDS_DATA:
+        installed_dataset(NEEDS_DATA[grid])
     spec = yaml.safe_load((REPO / "grids" / f"{grid}.yaml").read_text())
     spec["notebook"] = str((REPO / "grids" / spec["notebook"]).resolve())
     path = tmp_path / f"{grid}.yaml"
@@ -47,3 +54,11 @@ def test_smoke_row_runs(grid, tmp_path):
         assert (run_dir / name).exists(), name
     html = (run_dir / "run.html").read_text()
     assert "Smoke run" in html and "not comparable with the book" in html
+    if grid == "alexnet_dogs_vs_cats":  # both evaluations, and the transfer route beside them
+        metrics = record.metrics
+        assert metrics["oversampling_gain"] == pytest.approx(
+            metrics["crops_rank1"] - metrics["rank1"]
+        )
+        assert 0.0 <= metrics["transfer_rank1"] <= 1.0
+        assert (run_dir / "features" / "train.hdf5").is_file()
+        assert "transfer route" in html

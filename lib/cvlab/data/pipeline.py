@@ -56,6 +56,7 @@ def make_pipeline(
     means: dict[str, float] | str | Path | None = None,
     rescale: float | None = None,
     crop: int | tuple[int, int] | None = None,
+    resize: int | tuple[int, int] | None = None,
     num_classes: int | None = None,
     shuffle_buffer: int = 10_000,
     seed: int | None = None,
@@ -66,7 +67,8 @@ def make_pipeline(
 
     `source` is an image array (N, H, W, C) with `labels`, or an HDF5 file written by
     `cvlab.data.build_hdf5` (labels inside). In this order: crop to `crop` (a random patch per
-    image when `training`, the centre otherwise), augment (only when `training`, on the
+    image when `training`, the centre otherwise), resize the whole image to `resize` (bilinear;
+    the book's SimplePreprocessor, e.g. 256 -> 227 for evaluation without crops), augment (only when `training`, on the
     images' own value range), subtract the RGB `means` (a dict or the `_mean.json` path, on
     the images' scale), multiply by `rescale` (default: 1/255 for uint8 images without means),
     one-hot labels if `num_classes`. Training pipelines shuffle; evaluation keeps the order.
@@ -77,9 +79,7 @@ def make_pipeline(
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: no such HDF5 file; build it with `cvlab data build`"
-            )
+            raise FileNotFoundError(f"{path}: no such HDF5 file; build it with `cvlab data build`")
         data, label_data, n, shape, dtype = _read_hdf5(path, data_key)
         if data is not None:
             ds = tf.data.Dataset.from_tensor_slices((data, label_data))
@@ -116,6 +116,7 @@ def make_pipeline(
     if rescale is None and integer_pixels and means is None:
         rescale = 1.0 / 255.0
     crop_hw = (crop, crop) if isinstance(crop, int) else crop
+    resize_hw = (resize, resize) if isinstance(resize, int) else resize
     augmentation = None
     if training and augment is not None:
         value_range = (0.0, 255.0) if integer_pixels else (0.0, 1.0)
@@ -147,6 +148,8 @@ def make_pipeline(
         x = tf.cast(x, tf.float32)
         if crop_hw and not training:
             x = tf.image.resize_with_crop_or_pad(x, *crop_hw)  # the centre crop
+        if resize_hw:
+            x = tf.image.resize(x, resize_hw, method="bilinear")
         if augmentation is not None:  # on the images' own value range, before centring
             x = augmentation(x, training=True)
         if mean_vector is not None:

@@ -96,10 +96,15 @@ def ten_crop(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 def predict_ten_crop(
     model, images: np.ndarray, size: int | tuple[int, int], batch_size: int = 64
 ) -> np.ndarray:
-    """Class probabilities averaged over the ten crops of each image."""
+    """Class probabilities averaged over the ten crops of each image. The crops of several
+    images go through the model together (`batch_size` crops at a time)."""
+    per_call = max(1, batch_size // 10)
     out = []
-    for image in images:
-        out.append(
-            model.predict(ten_crop(image, size), batch_size=batch_size, verbose=0).mean(axis=0)
-        )
-    return np.stack(out)
+    for start in range(0, len(images), per_call):
+        chunk = images[start : start + per_call]
+        crops = np.concatenate([ten_crop(image, size) for image in chunk])
+        probs = np.asarray(model.predict_on_batch(crops))
+        out.append(probs.reshape(len(chunk), 10, -1).mean(axis=1))
+    if not out:
+        raise ValueError("images: no images to predict")
+    return np.concatenate(out)
