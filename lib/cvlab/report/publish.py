@@ -17,4 +17,4 @@ def publish(ws: Workspace, grids: list[str] | None = None) -> Path:
     frame = store.frame()
     for grid in grids if grids is not None else sorted(frame["grid"].unique()):
         write_grid_figures(frame, ws, grid)
-    return write_leaderboard_page(frame, ws)
+    return write_leaderboard_page(frame, store.records(), ws)

@@ -1,0 +1,253 @@
+"""What the leaderboard page shows, as plain data: runs with their links, parents and curves,
+grids, and which parameter columns vary in each view.
+
+The store's frame gives the rows, their order inputs and rank values; the run records give exact
+parameter values (the frame turns an int beside a missing value into a float) and artifacts.
+`page.py` renders the table from this and embeds it as JSON for the page's script.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from cvlab.report.page_curves import load_curves
+from cvlab.report.ranking import best_run_ids
+from cvlab.runs.record import CURVES_FILE, HISTORY_FILE, HTML_FILE, NOTEBOOK_FILE, RunRecord
+from cvlab.workspace import Workspace
+
+RUN_REF_PREFIX = "run:"  # `weights="run:<id>"`, `resume_from="run:<grid>/<id>"` name a parent run
+GRID_FIGURES = ("rank_vs_params.png", "validation_curves.png")
+
+
+def href(*segments: str) -> str:
+    """A relative URL from path segments, each percent-encoded (`#`, `?`, spaces in names)."""
+    return "/".join(quote(segment) for segment in segments)
+
+
+def param_text(value: Any) -> str:
+    """How a parameter value reads in the table, filters and comparisons: as Python writes it."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def metric_value(value: Any) -> float | int | str | None:
+    """A metric as JSON can carry it: finite numbers as they are, NaN/inf as None, others as text."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return None if value is None else param_text(value)
+
+
+def metric_text(value: float | int | str | None) -> str:
+    """A metric cell: four significant digits for numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def column_view(runs: list[dict[str, Any]], exclude_metrics: Iterable[str] = ()) -> dict[str, Any]:
+    """For a set of runs: parameters that vary (first) and those constant, and the metrics present.
+
+    A parameter some runs lack and others have varies. Order is first appearance in `runs`.
+    """
+    names: dict[str, None] = {}
+    metrics: dict[str, None] = {}
+    for run in runs:
+        names.update(dict.fromkeys(run["params"]))
+        metrics.update(dict.fromkeys(run["metrics"]))
+    varied, constant = [], {}
+    for name in names:
+        values = {run["params"].get(name) for run in runs}
+        if len(values) > 1:
+            varied.append(name)
+        else:
+            constant[name] = next(iter(values))
+    skip = set(exclude_metrics)
+    return {
+        "varied": varied,
+        "constant": constant,
+        "metrics": [m for m in metrics if m not in skip],
+    }
+
+
+def resolve_parent(
+    params: dict[str, str], grid: str, run_ids: dict[str, list[str]]
+) -> dict[str, Any] | None:
+    """The run a warm start or resume continues: a parameter `run:<id>` or `run:<grid>/<id>`.
+
+    `run_ids` maps each run id to the grids holding it. The result names the parent's row
+    (`key`, None when it is not on the leaderboard) and the parameter that named it.
+    """
+    for name, value in params.items():
+        if not value.startswith(RUN_REF_PREFIX):
+            continue
+        ref = value.removeprefix(RUN_REF_PREFIX).strip()
+        parent_grid, _, run_id = ref.rpartition("/")
+        grids = run_ids.get(run_id, [])
+        if parent_grid:
+            found = parent_grid if parent_grid in grids else None
+        else:  # a bare id: the grid holding it, this grid first when several do
+            found = grid if grid in grids else (grids[0] if len(grids) == 1 else None)
+        return {
+            "key": f"{found}/{run_id}" if found else None,
+            "param": name,
+            "ref": value,
+        }
+    return None
+
+
+def run_links(ws: Workspace, record: RunRecord) -> dict[str, Any]:
+    """Relative links (from `experiments/index.html`) to the run's files that exist."""
+    grid, run_id = record.grid, record.run_id
+    run_dir = ws.run_dir(grid, run_id)
+    links: dict[str, Any] = {
+        label: href(grid, run_id, name)
+        for label, name in (
+            ("notebook", HTML_FILE),
+            ("ipynb", NOTEBOOK_FILE),
+            ("curves", CURVES_FILE),
+        )
+        if (run_dir / name).is_file()
+    }
+    models = sorted(
+        path
+        for key, path in record.artifacts.items()
+        if (key == "model" or key.startswith("model:")) and (run_dir / path).is_file()
+    )
+    if models:
+        links["models"] = [[Path(p).name, href(grid, run_id, *Path(p).parts)] for p in models]
+    if ws.run_log(grid, run_id).is_file():
+        links["log"] = href("..", ws.logs.name, grid, f"{run_id}.log")
+    return links
+
+
+def _leaderboard_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Grids by name; in each, ranked runs best first (per the grid's mode), then the others."""
+    sign = frame["rank_mode"].map(lambda mode: 1.0 if mode == "min" else -1.0)
+    ordered = frame.assign(
+        _unranked=frame["rank_value"].isna(),
+        _score=frame["rank_value"] * sign,
+        _started=frame["started_at"].fillna(""),
+    )
+    ordered = ordered.sort_values(["grid", "_unranked", "_score", "_started"], kind="stable")
+    return ordered.drop(columns=["_unranked", "_score", "_started"])
+
+
+def best_keys(frame: pd.DataFrame) -> set[str]:
+    """`<grid>/<run_id>` of each grid's best run (a run id alone can recur in another grid)."""
+    return {
+        f"{grid}/{run_id}"
+        for grid, group in frame.groupby("grid")
+        for run_id in best_run_ids(group)
+    }
+
+
+def _run_entry(row: pd.Series, record: RunRecord, ws: Workspace, best: set[str]) -> dict:
+    rank = row["rank_value"]
+    error = None
+    if record.error is not None:
+        error = {
+            "type": record.error.type,
+            "message": record.error.message,
+            "traceback": record.error.traceback,
+        }
+    key = f"{record.grid}/{record.run_id}"
+    return {
+        "key": key,
+        "grid": record.grid,
+        "id": record.run_id,
+        "name": record.name or record.run_id,
+        "status": record.status,
+        "notebook": record.notebook or "",
+        "rank": None if pd.isna(rank) else float(rank),
+        "best": key in best,
+        "params": {name: param_text(value) for name, value in record.params.items()},
+        "metrics": {name: metric_value(value) for name, value in record.metrics.items()},
+        "duration": record.duration_s,
+        "started": record.started_at.strftime("%Y-%m-%d %H:%M:%S") if record.started_at else "",
+        "error": error,
+        "links": run_links(ws, record),
+        "curves": load_curves(ws.run_dir(record.grid, record.run_id) / HISTORY_FILE),
+    }
+
+
+def _grid_entry(grid: str, group: pd.DataFrame, runs: list[dict], ws: Workspace) -> dict:
+    metric = group["rank_metric"].iloc[0]
+    metric = metric if isinstance(metric, str) and metric else None
+    best = [run["key"] for run in runs if run["best"]]
+    figures = [
+        [name, href("..", ws.figs.name, grid, name)]
+        for name in GRID_FIGURES
+        if (ws.grid_figs(grid) / name).is_file()
+    ]
+    return {
+        "name": grid,
+        "notebook": runs[0]["notebook"],
+        "metric": metric,
+        "mode": group["rank_mode"].iloc[0] if metric else None,
+        "runs": len(runs),
+        "ok": sum(run["status"] == "ok" for run in runs),
+        "bad": sum(run["status"] in ("failed", "timeout") for run in runs),
+        "best": best[0] if best else None,
+        "figures": figures,
+        "view": column_view(runs, exclude_metrics=[metric] if metric else []),
+    }
+
+
+def build_page_data(
+    frame: pd.DataFrame, records: Iterable[RunRecord], ws: Workspace
+) -> dict[str, Any]:
+    """Everything the page shows: `runs` in leaderboard order, `grids`, the all-grids `view`."""
+    by_key = {(r.grid, r.run_id): r for r in records}
+    best = best_keys(frame)
+    runs: list[dict] = []
+    grids: dict[str, dict] = {}
+    if not frame.empty:
+        ordered = _leaderboard_order(frame)
+        for _, row in ordered.iterrows():
+            record = by_key[(str(row["grid"]), str(row["run_id"]))]
+            runs.append(_run_entry(row, record, ws, best))
+        run_ids: dict[str, list[str]] = {}
+        for run in runs:
+            run_ids.setdefault(run["id"], []).append(run["grid"])
+        for run in runs:
+            run["parent"] = resolve_parent(run["params"], run["grid"], run_ids)
+        for grid, group in ordered.groupby("grid", sort=True):
+            members = [run for run in runs if run["grid"] == grid]
+            grids[str(grid)] = _grid_entry(str(grid), group, members, ws)
+    return {
+        "runs": runs,
+        "grids": grids,
+        "view": column_view(runs),
+        "statuses": sorted({run["status"] for run in runs}),
+    }
+
+
+def to_script_json(data: Any) -> str:
+    """JSON that is safe inside `<script type="application/json">`: no `<`, `>` or `&` that could
+    close the element or open a comment, and no line separators; NaN is refused."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    for char, escape in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escape)
+    return text
