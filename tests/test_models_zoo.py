@@ -608,3 +608,19 @@ def test_registry_targets_resolve_and_take_input_shape_and_classes():
     # the registry calls builders with keywords only
     assert applications.vgg16(input_shape=(32, 32, 3), classes=4).output_shape == (None, 4)
     assert fchead(input_shape=(1, 1, 512), classes=4).output_shape == (None, 4)
+
+
+def test_preprocessing_per_backbone():
+    """Each ImageNet backbone gets its own input scaling from 0-255 RGB batches."""
+    import cvlab.models
+
+    pixels = np.full((1, 2, 2, 3), 128, dtype=np.uint8)
+    vgg = np.asarray(cvlab.models.preprocessing("vgg16")(pixels))[0, 0, 0]
+    np.testing.assert_allclose(vgg, [128 - 103.939, 128 - 116.779, 128 - 123.68], rtol=1e-5)  # BGR
+    tf_mode = np.asarray(cvlab.models.preprocessing("mobilenet_v2")(pixels))[0, 0, 0]
+    np.testing.assert_allclose(tf_mode, [128 / 127.5 - 1] * 3, atol=1e-6)
+    for own in ("efficientnet_lite0", "efficientnet_b0"):  # they normalise inside the model
+        same = cvlab.models.preprocessing(own)(pixels)
+        assert same.dtype == np.float32 and np.all(same == 128)
+    with pytest.raises(ValueError, match="unknown keras.applications backbone 'lenet'"):
+        cvlab.models.preprocessing("lenet")

@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "decode_predictions": "cvlab.models.imagenet",
     "predict": "cvlab.models.imagenet",
     "imagenet_class_names": "cvlab.models.imagenet",
+    "preprocessing": "cvlab.models.applications",
 }
 
 
@@ -69,4 +70,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["build", "decode_predictions", "imagenet_class_names", "names", "predict"]
+__all__ = [
+    "build",
+    "decode_predictions",
+    "imagenet_class_names",
+    "names",
+    "predict",
+    "preprocessing",
+]

@@ -59,6 +59,9 @@ class Application:
     notop_file: str
     url: str  # folder the files are downloaded from
     top_sizes: tuple[int, ...] = ()  # input sides the ImageNet top accepts (default: size only)
+    # keras.applications module whose `preprocess_input` maps 0-255 RGB to the network's input
+    # ("" when the model normalises its input itself, as the EfficientNets do)
+    preprocess_module: str = ""
 
 
 APPLICATIONS: dict[str, Application] = {
@@ -69,6 +72,7 @@ APPLICATIONS: dict[str, Application] = {
         "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
         "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "vgg16/",
+        preprocess_module="vgg16",
     ),
     "vgg19": Application(
         "VGG19",
@@ -77,6 +81,7 @@ APPLICATIONS: dict[str, Application] = {
         "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
         "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "vgg19/",
+        preprocess_module="vgg19",
     ),
     "resnet50": Application(
         "ResNet50",
@@ -85,6 +90,7 @@ APPLICATIONS: dict[str, Application] = {
         "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "resnet/",
+        preprocess_module="resnet50",
     ),
     "inception_v3": Application(
         "InceptionV3",
@@ -93,6 +99,7 @@ APPLICATIONS: dict[str, Application] = {
         "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
         "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "inception_v3/",
+        preprocess_module="inception_v3",
     ),
     "xception": Application(
         "Xception",
@@ -101,6 +108,7 @@ APPLICATIONS: dict[str, Application] = {
         "xception_weights_tf_dim_ordering_tf_kernels.h5",
         "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "xception/",
+        preprocess_module="xception",
     ),
     "densenet121": Application(
         "DenseNet121",
@@ -109,6 +117,7 @@ APPLICATIONS: dict[str, Application] = {
         "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
         "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "densenet/",
+        preprocess_module="densenet",
     ),
     "mobilenet_v2": Application(
         "MobileNetV2",
@@ -118,6 +127,7 @@ APPLICATIONS: dict[str, Application] = {
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
         _KERAS_STORE + "mobilenet_v2/",
         top_sizes=(96, 128, 160, 192, 224),
+        preprocess_module="mobilenet_v2",
     ),
     "efficientnet_b0": Application(
         "EfficientNetB0",
@@ -280,6 +290,26 @@ def _weights_kind(weights: str | os.PathLike | None) -> tuple[str, Any]:
             f"or the path to a .weights.h5, .h5 or .keras file"
         )
     return ("model" if path.suffix == ".keras" else "file"), path
+
+
+def preprocessing(name: str):
+    """The function that maps 0-255 RGB batches to backbone `name`'s input: its
+    keras.applications `preprocess_input` (e.g. VGG's BGR mean subtraction), or float32 as is for
+    the models that normalise their input themselves (efficientnet_b0, efficientnet_lite0)."""
+    import importlib
+
+    import numpy as np
+
+    def as_float(batch):
+        return np.asarray(batch, dtype=np.float32)
+
+    if name == OFFLINE_BACKBONE:
+        return as_float
+    module = _application(name).preprocess_module
+    if not module:
+        return as_float
+    keras_preprocess = importlib.import_module(f"keras.applications.{module}").preprocess_input
+    return lambda batch: keras_preprocess(as_float(batch))
 
 
 def freeze_layers(model) -> None:
