@@ -64,20 +64,36 @@ def test_smoke_row_runs(grid, tmp_path):
         assert "transfer route" in html
 
 
-def test_pretrained_imagenet_smoke_row(tmp_path):
-    """The offline ImageNet backbone classifies photos and scores the ImageNet sample."""
-    installed_dataset("imagenet-sample")
-    grid = "pretrained_imagenet"
+def run_smoke_row(grid: str, tmp_path: Path, only: str = "smoke=true") -> tuple[Path, RunRecord]:
+    """Run a grid's smoke row through the CLI (papermill); its run folder and record."""
     spec = yaml.safe_load((REPO / "grids" / f"{grid}.yaml").read_text())
     spec["notebook"] = str((REPO / "grids" / spec["notebook"]).resolve())
     path = tmp_path / f"{grid}.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
-    assert main([str(path), "--out", str(out), "--only", "smoke=true", "--quiet"]) == 0
+    assert main([str(path), "--out", str(out), "--only", only, "--quiet"]) == 0
     (run_dir,) = (Workspace.at(out).experiments / grid).iterdir()
     record = RunRecord.load(run_dir)
     assert record.status == "ok", record.error
+    return run_dir, record
+
+
+def test_pretrained_imagenet_smoke_row(tmp_path):
+    """The offline ImageNet backbone classifies photos and scores the ImageNet sample."""
+    installed_dataset("imagenet-sample")
+    run_dir, record = run_smoke_row("pretrained_imagenet", tmp_path)
     assert record.metrics["images"] == 40
     assert 0.6 <= record.metrics["top1"] <= record.metrics["top5"] <= 1.0  # real weights
     assert (run_dir / "figures" / "what_the_network_sees.png").is_file()
     assert "top-1" in (run_dir / "run.html").read_text()
+
+
+def test_feature_extraction_smoke_row(tmp_path):
+    """Flowers-17 features to HDF5, then a logistic regression scored on the test split."""
+    installed_dataset("flowers17")
+    run_dir, record = run_smoke_row("feature_extraction", tmp_path, "experiment=smoke")
+    assert record.params["feature_dims"] == 1280 and record.params["best_c"] in (1.0, 10.0)
+    assert 0.3 <= record.metrics["rank1"] <= record.metrics["rank5"] <= 1.0
+    for split in ("train", "test"):
+        assert (run_dir / "features" / f"{split}.hdf5").is_file()
+    assert "Smoke run" in (run_dir / "run.html").read_text()
