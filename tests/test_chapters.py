@@ -11,6 +11,7 @@ from cvlab.grid.cli import main
 from cvlab.runs import RunRecord
 from cvlab.workspace import Workspace
 
+from chapter_runs import run_smoke_row
 from real_data import installed_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,20 +63,6 @@ def test_smoke_row_runs(grid, tmp_path):
         assert 0.0 <= metrics["transfer_rank1"] <= 1.0
         assert (run_dir / "features" / "train.hdf5").is_file()
         assert "transfer route" in html
-
-
-def run_smoke_row(grid: str, tmp_path: Path, only: str = "smoke=true") -> tuple[Path, RunRecord]:
-    """Run a grid's smoke row through the CLI (papermill); its run folder and record."""
-    spec = yaml.safe_load((REPO / "grids" / f"{grid}.yaml").read_text())
-    spec["notebook"] = str((REPO / "grids" / spec["notebook"]).resolve())
-    path = tmp_path / f"{grid}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    out = tmp_path / "out"
-    assert main([str(path), "--out", str(out), "--only", only, "--quiet"]) == 0
-    (run_dir,) = (Workspace.at(out).experiments / grid).iterdir()
-    record = RunRecord.load(run_dir)
-    assert record.status == "ok", record.error
-    return run_dir, record
 
 
 def test_pretrained_imagenet_smoke_row(tmp_path):
