@@ -449,4 +449,6 @@ def test_real_imagenet_sample():
     paths, labels = index.splits["test"]
     assert len(paths) == 1000 and sorted(labels.tolist()) == list(range(1000))
     assert index.class_names[0] == "n01440764" and index.class_names == sorted(index.class_names)
-    assert all(Path(p).name.startswith(index.class_names[y]) for p, y in zip(paths, labels, strict=True))
+    assert all(
+        Path(p).name.startswith(index.class_names[y]) for p, y in zip(paths, labels, strict=True)
+    )
