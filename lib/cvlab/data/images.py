@@ -100,5 +100,10 @@ def decode_index(
         *arrays["test"],
         class_names=list(index.class_names),
         source=index.source,
-        info={"skipped": len(skipped), "skipped_files": skipped[:20], "size": (h, w)},
+        info={
+            "skipped": len(skipped),
+            "skipped_files": skipped[:20],
+            "size": (h, w),
+            "aspect": aspect,
+        },
     )

@@ -1,6 +1,18 @@
-"""The run record notebooks log through: `run = cvlab.runs.start(run_dir)`."""
+"""The run record notebooks log through: `run = cvlab.runs.start(run_dir)`; and a finished run,
+ready to classify new images: `cvlab.runs.load("run:<run_id>")`."""
 
-from cvlab.runs.record import FINISHED_STATUSES, RunError, RunRecord, RunStatus
+from cvlab.runs.load import LoadedRun, load
+from cvlab.runs.record import FINISHED_STATUSES, Preprocessing, RunError, RunRecord, RunStatus
 from cvlab.runs.run import Run, start
 
-__all__ = ["FINISHED_STATUSES", "Run", "RunError", "RunRecord", "RunStatus", "start"]
+__all__ = [
+    "FINISHED_STATUSES",
+    "LoadedRun",
+    "Preprocessing",
+    "Run",
+    "RunError",
+    "RunRecord",
+    "RunStatus",
+    "load",
+    "start",
+]

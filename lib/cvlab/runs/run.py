@@ -19,6 +19,8 @@ from cvlab.runs.environment import collect_environment
 from cvlab.runs.record import (
     CURVES_FILE,
     HISTORY_FILE,
+    PixelScale,
+    Preprocessing,
     RunError,
     RunRecord,
     RunStatus,
@@ -54,6 +56,57 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _side_pair(value: Any, name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in pair):
+        raise ValueError(f"{name}={value!r}: give a side in pixels or (height, width)")
+    return int(pair[0]), int(pair[1])
+
+
+def _preprocessing(
+    *,
+    size: Any,
+    class_names: Any,
+    aspect: bool,
+    scale: str,
+    means: Any,
+    channels: int,
+    stored_size: Any,
+    recipe: str,
+) -> Preprocessing:
+    """A checked `Preprocessing`: the mistakes that would make later predictions silently
+    wrong (means on the other scale, no class names) are refused here, while the run trains."""
+    if scale not in ("0-1", "0-255"):
+        raise ValueError(f"scale={scale!r}: pixels are on '0-1' (divided by 255) or '0-255'")
+    if channels not in (1, 3):
+        raise ValueError(f"channels={channels!r}: 1 (grey) or 3 (RGB)")
+    names = [str(name) for name in class_names]
+    if len(names) < 2:
+        raise ValueError(f"class_names={class_names!r}: name every class the model outputs")
+    if means is not None:
+        if not isinstance(means, dict):
+            means = dict(zip("RGB", means, strict=True))
+        missing = [c for c in "RGB" if c not in means]
+        if missing:
+            raise ValueError(f"means={means!r}: missing channel(s) {missing}; keys R, G, B")
+        means = {c: float(_plain(means[c])) for c in "RGB"}
+        if (max(abs(v) for v in means.values()) > 1.5) != (scale == "0-255"):
+            raise ValueError(
+                f"means {means} do not look like the {scale} scale the pixels are on; give the "
+                "means of the same images the model trained on"
+            )
+    return Preprocessing(
+        size=_side_pair(size, "size"),
+        channels=channels,
+        aspect=bool(aspect),
+        scale=scale,  # type: ignore[arg-type]
+        means=means,
+        class_names=names,
+        stored_size=None if stored_size is None else _side_pair(stored_size, "stored_size"),
+        recipe=recipe,
+    )
+
+
 class Run:
     """A run in progress. Every change is written to `record.json` at once, atomically."""
 
@@ -86,6 +139,30 @@ class Run:
         """A free-form note, kept in the record and shown with the run."""
         self.record.notes.append(str(text))
         self._save()
+
+    def log_preprocessing(
+        self,
+        *,
+        size: int | tuple[int, int],
+        class_names: list[str],
+        aspect: bool = False,
+        scale: PixelScale = "0-1",
+        means: dict[str, float] | None = None,
+        channels: int = 3,
+        stored_size: int | tuple[int, int] | None = None,
+        recipe: str = "",
+    ) -> Preprocessing:
+        """Record what the model expects as input (size, resize mode, pixel scale, the RGB
+        means subtracted, class names), so `cvlab.runs.load` / `cvlab predict` can feed it new
+        images in another process. The training recipes call it; a notebook that trains its
+        own way calls it once, with the same values its data went through."""
+        spec = _preprocessing(
+            size=size, class_names=class_names, aspect=aspect, scale=scale, means=means,
+            channels=channels, stored_size=stored_size, recipe=recipe,
+        )  # fmt: skip
+        self.record.preprocessing = spec
+        self._save()
+        return spec
 
     # -- per-epoch history ----------------------------------------------------------------
     def log_epoch(self, epoch: int, total_epochs: int | None = None, **values: float) -> None:

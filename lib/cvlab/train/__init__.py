@@ -1,5 +1,6 @@
 """Training helpers: optimizers and learning-rate schedules by name, interrupt-and-resume
-checkpoints, rank-1/rank-5 evaluation, mixed precision and XLA options.
+checkpoints, warm starts from an earlier run, rank-1/rank-5 evaluation, mixed precision and XLA
+options.
 
 `import cvlab.train` stays light: the parts that need Keras load on first use.
 """
@@ -30,7 +31,11 @@ _LAZY = {
     "evaluate_classifier": "cvlab.train.evaluation",
     "configure_precision": "cvlab.train.precision",
     "compile_options": "cvlab.train.precision",
+    "init_from": "cvlab.train.warm_start",
 }
+# Submodules reachable as attributes without an import of their own, as notebooks write
+# `cvlab.train.warm_start.init_from(...)` after `import cvlab`.
+_SUBMODULES = ("checkpoints", "evaluation", "precision", "recipe", "warm_start")
 
 __all__ = [
     "OPTIMIZERS",
@@ -48,4 +53,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"cvlab.train.{name}")
     raise AttributeError(f"module 'cvlab.train' has no attribute {name!r}")

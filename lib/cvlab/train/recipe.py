@@ -3,6 +3,7 @@ schedule, checkpoints, history, evaluation — so the GoogLeNet and ResNet noteb
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,11 @@ def train_classifier(run, data: Dataset, model, config: TrainingConfig) -> dict[
     )
     if means is not None:
         run.log_params(rgb_means={k: round(v, 6) for k, v in means.items()})
+    run.log_preprocessing(
+        size=data.input_shape[:2], channels=data.input_shape[-1], class_names=data.class_names,
+        aspect=bool(data.info.get("aspect", False)), scale="0-1", means=means,
+        recipe="train_classifier",
+    )  # fmt: skip
     train = make_pipeline(
         data.x_train, data.y_train, batch_size=config.batch_size, training=True,
         augment=config.augment, means=means, seed=config.seed,
@@ -143,6 +149,14 @@ def train_classifier_hdf5(
         run.log_params(rgb_means={k: round(float(means[k]), 4) for k in ("R", "G", "B")})
     with HDF5DatasetReader(files["train"]) as reader:
         class_names = reader.class_names
+        stored = reader.data.shape[1:]
+        integer_pixels = np.issubdtype(reader.data.dtype, np.integer)
+        aspect = bool(json.loads(reader.attrs.get("meta") or "{}").get("aspect", False))
+    run.log_preprocessing(
+        size=patch, stored_size=stored[:2], channels=stored[-1], class_names=class_names,
+        aspect=aspect, scale="0-255" if integer_pixels and means is not None else "0-1",
+        means=means, recipe="train_classifier_hdf5",
+    )  # fmt: skip
     common = {"batch_size": config.batch_size, "means": means}
     train = make_pipeline(
         files["train"], training=True, crop=patch, augment=config.augment, seed=config.seed,
