@@ -212,3 +212,14 @@ def test_file_name_that_cannot_name_a_folder(light_notebook, write_grid):
 def test_name_by_must_name_parameters(light_notebook, write_grid):
     p = only_problem(write_grid(light_spec(name_by=["colour"])))
     assert p.field == "name_by" and "'colour' is not a parameter" in p.message
+
+
+def test_prewarm_lists_module_names(light_notebook, write_grid):
+    grid = load_grid_spec(write_grid(light_spec(prewarm=["keras", "sklearn.datasets"])))
+    assert grid.spec.prewarm == ["keras", "sklearn.datasets"]
+    problems = problems_of(write_grid(light_spec(prewarm=["keras", "sklearn datasets", 3])))
+    assert [p.field for p in problems] == ["prewarm.1", "prewarm.2"]
+    assert problems[0].message == "'sklearn datasets' is not a Python module name"
+    assert "prewarm: [keras" in problems[0].fix and str(problems[0].file).endswith("g.yaml")
+    p = only_problem(write_grid(light_spec(prewarm="keras")))
+    assert p.field == "prewarm" and "list" in p.message

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from cvlab.errors import GridSpecError
 from cvlab.grid.expand import RunFilterError, RunPlan, expand, filter_plans
+from cvlab.grid.prewarm import prewarm_statements
+from cvlab.grid.publisher import RunPublisher, runs_missing_html
 from cvlab.grid.scheduler import run_plans
 from cvlab.grid.spec import ValidatedGrid, load_grid_spec
 from cvlab.runs.record import FINISHED_STATUSES, RunRecord, utc_now
@@ -47,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--leaderboard", action="store_true", help="only rebuild the leaderboard page"
     )
     parser.add_argument("--quiet", action="store_true", help="do not echo epoch progress")
+    parser.add_argument(
+        "--no-prewarm", action="store_true",
+        help="start each run's kernel when the run begins, not during the previous run "
+        "(for notebooks whose imports must not run early)",
+    )  # fmt: skip
     return parser
 
 
@@ -140,6 +147,21 @@ def _warn_unranked(ws: Workspace, grid: ValidatedGrid, plans: list[RunPlan]) -> 
         )
 
 
+def _prewarm_statements(grid: ValidatedGrid, enabled: bool) -> tuple[str, ...] | None:
+    """What warm kernels import (the notebook's import lines, then the grid's `prewarm:`), or
+    None for no warm kernels."""
+    if not enabled:
+        return None
+    scan = prewarm_statements(grid.notebook, grid.spec.prewarm or [])
+    if scan.stopped_at:
+        print(
+            f"note: prewarm imports only the import lines before {scan.stopped_at} of "
+            f"{grid.notebook.name}, which may change how later imports resolve",
+            file=sys.stderr,
+        )
+    return scan.statements
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ws = Workspace.at(args.out)
@@ -187,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         if p.run_id not in todo_ids
     ]
     store.upsert([r for r in earlier if r is not None])
+    prewarm = _prewarm_statements(grid, enabled=not args.no_prewarm)
+    # Each finished run's HTML, leaderboard row and CSV come from this background worker; it
+    # also makes the HTML a stopped driver left missing for runs that are not re-run now.
+    publisher = RunPublisher(ws)
+    for record in runs_missing_html(ws, [r for r in earlier if r is not None]):
+        publisher.submit(record)
 
     skipped = len(plans) - len(todo)
     print(f"grid {grid.name}: {len(plans)} runs, {len(todo)} to run, {skipped} already finished")
@@ -197,10 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=len(todo), desc=grid.name, unit="run", dynamic_ncols=True)
     with open(grid_log_path, "a", encoding="utf-8") as grid_log:
         grid_log.write(f"=== {utc_now().isoformat()} start: {len(todo)} of {len(plans)} runs\n")
+        runs = run_plans(todo, ws.root, args.workers, echo=not args.quiet, prewarm=prewarm)
         try:
-            for record in run_plans(todo, ws.root, workers=args.workers, echo=not args.quiet):
-                store.upsert([record])
-                store.export_csv(ws.leaderboard_csv)
+            for record in runs:
+                publisher.submit(record)
                 counts[record.status] += 1
                 metric = record.metrics.get(grid.spec.rank_by.metric)
                 line = f"{record.name} [{record.run_id}]: {record.status}"
@@ -221,9 +249,12 @@ def main(argv: list[str] | None = None) -> int:
             bar.write("interrupted: finished runs are kept; run the same command again to resume")
             grid_log.write("interrupted\n")
         finally:
+            runs.close()  # stops the workers and kills any warm spare kernel
             bar.close()
             if interrupted:
-                store.upsert(_settle_unfinished(ws, todo))
+                for record in _settle_unfinished(ws, todo):
+                    publisher.submit(record)
+            publisher.close()
             page = _publish_safely(ws, grid.name)
     _warn_unranked(ws, grid, plans)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing run"

@@ -12,12 +12,16 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import TextIO
 
-from cvlab.atomic_io import copy_atomic, write_text_atomic
+from cvlab.atomic_io import copy_atomic
 from cvlab.grid.expand import RunPlan
+from cvlab.grid.html_export import add_run_html
+from cvlab.grid.kernel_pool import KernelLease
+from cvlab.grid.kernels import ipc_kernel_manager_class, kernel_pid, prepare_kernel_environment
 from cvlab.runs.environment import collect_environment
 from cvlab.runs.record import (
     BACKUP_DIR,
@@ -72,21 +76,6 @@ class _Tee:
         self.log.flush()
 
 
-def _tracked_kernel_manager(holder: dict, socket_dir: str):
-    """A kernel-manager class for nbclient that hands its instance to `holder` (for the timeout
-    watchdog) and talks to the kernel over local IPC sockets instead of TCP ports."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class TrackedKernelManager(AsyncKernelManager):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.transport = "ipc"
-            self.ip = os.path.join(socket_dir, "kernel")
-            holder["km"] = self
-
-    return TrackedKernelManager
-
-
 class _Watchdog:
     """Interrupts the kernel when the run's time is up, then kills it if it does not stop."""
 
@@ -102,8 +91,7 @@ class _Watchdog:
                 timer.start()
 
     def _signal(self, sig: int) -> None:
-        km = self.holder.get("km")
-        pid = getattr(getattr(km, "provisioner", None), "pid", None)
+        pid = kernel_pid(self.holder.get("km"))
         if pid:
             # The kernel leads its own process group: signal it with whatever it started
             # (data-loader workers, pools), falling back to the kernel alone.
@@ -123,30 +111,6 @@ class _Watchdog:
     def cancel(self) -> None:
         for timer in self._timers:
             timer.cancel()
-
-
-# nbconvert's lab template, less the scripts it would fetch from a CDN (require.js, MathJax,
-# Mermaid): the page then opens offline, with styles inlined and figures as data URIs. The cost
-# is that LaTeX in markdown shows as source.
-_RUN_HTML_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-"""
-
-
-def _export_html(notebook: Path, html: Path) -> None:
-    """The executed notebook as one self-contained HTML page (figures embedded as data URIs)."""
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(
-        embed_images=True,
-        extra_loaders=[DictLoader({"cvlab_run.html.j2": _RUN_HTML_TEMPLATE})],
-        template_file="cvlab_run.html.j2",
-    )
-    body, _ = exporter.from_filename(str(notebook))
-    write_text_atomic(html, body)
 
 
 def _reset_run_dir(run_dir: Path) -> None:
@@ -181,18 +145,67 @@ def prepare_record(plan: RunPlan, workspace: Workspace) -> RunRecord:
     return record
 
 
-def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) -> RunRecord:
+def _log_kernel(log: TextIO, lease: KernelLease | None, plan: RunPlan) -> None:
+    """Say in the run's log which kernel runs it; a fallback to a cold start also goes to stderr."""
+    if lease is None:
+        return
+    if lease.note:
+        log.write(f"kernel: {lease.note}\n")
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {plan.name} [{plan.run_id}]: {lease.note}", file=sys.stderr)
+    warm = lease.warm
+    if warm is not None:
+        idle = time.monotonic() - warm.ready_at
+        log.write(
+            f"kernel: warm, pid {warm.pid}; {len(warm.spec.statements)} import statements run "
+            f"in {warm.prewarm_s:.1f} s, {idle:.1f} s before this run\n"
+        )
+        if warm.output:
+            log.write(warm.output if warm.output.endswith("\n") else warm.output + "\n")
+    else:
+        log.write("kernel: cold start\n")
+
+
+def execute_run(
+    plan: RunPlan,
+    workspace_root: str | Path,
+    echo: bool = True,
+    *,
+    kernel: KernelLease | None = None,
+    export_html: bool = True,
+) -> RunRecord:
     """Run `plan` with papermill and return its final record (also written to `record.json`).
 
     Status: `ok`, `diverged` (the notebook's run saw a NaN loss), `failed` (exception recorded
     with its traceback tail), `timeout`, or `interrupted` (Ctrl-C; re-raised after recording).
-    The executed notebook and its HTML are kept in every case.
+    The executed notebook is kept in every case, and its HTML unless `export_html` is False (the
+    grid driver exports it in the background). `kernel`: a lease from a KernelPool; its warm
+    kernel, if any, runs this notebook and no other (a lease without one means a cold start).
     """
+    try:
+        return _execute_run(plan, workspace_root, echo, kernel, export_html)
+    finally:
+        if kernel is not None and kernel.warm is not None:
+            # nbclient has shut the kernel down already, unless papermill never reached it.
+            kernel.warm.discard()
+
+
+def _execute_run(
+    plan: RunPlan,
+    workspace_root: str | Path,
+    echo: bool,
+    kernel: KernelLease | None,
+    export_html: bool,
+) -> RunRecord:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from cvlab.grid.engine import ENGINE
+
     workspace = Workspace.at(workspace_root)
     run_dir = workspace.run_dir(plan.grid, plan.run_id)
+    warm = kernel.warm if kernel is not None else None
     initial = prepare_record(plan, workspace)
     output = run_dir / NOTEBOOK_FILE
     log_path = workspace.run_log(plan.grid, plan.run_id)
@@ -200,8 +213,7 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
 
     status: RunStatus = "ok"
     error: RunError | None = None
-    # TensorFlow's C++ start-up chatter goes to the kernel's stderr, i.e. the terminal.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    prepare_kernel_environment()
     holder: dict = {}
     watchdog = _Watchdog(holder, plan.timeout)
     interrupted: BaseException | None = None
@@ -212,11 +224,25 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
         log.write(
             f"=== {utc_now().isoformat()} run {plan.run_id} ({plan.name}) of grid {plan.grid}\n"
         )
+        _log_kernel(log, kernel, plan)
+        log.flush()
+        if warm is not None:
+            holder["km"] = warm.km
+            # The warm kernel was started in the notebook's folder with this process's
+            # environment (KernelSpec), as papermill would start a cold one.
+            kernel_options: dict = {"km": warm.km}
+        else:
+            kernel_options = {
+                "kernel_manager_class": ipc_kernel_manager_class(
+                    socket_dir, on_create=lambda km: holder.__setitem__("km", km)
+                )
+            }
         tee = _Tee(log, f"[{plan.name}]" if echo else None)
         try:
             papermill.execute_notebook(
                 str(plan.notebook),
                 str(output),
+                engine_name=ENGINE,
                 parameters={**plan.params, "run_dir": str(run_dir)},
                 kernel_name=plan.kernel,
                 cwd=str(plan.notebook.parent),
@@ -224,10 +250,10 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
                 log_output=False,
                 stdout_file=tee,
                 stderr_file=tee,
-                kernel_manager_class=_tracked_kernel_manager(holder, socket_dir),
                 # The notebook has finished and its files are written: a graceful shutdown
                 # would only add a second or so per run.
                 shutdown_kernel="immediate",
+                **kernel_options,
             )
         except PapermillExecutionError as exc:
             status = "timeout" if watchdog.fired else "failed"
@@ -247,7 +273,7 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
                 traceback=traceback_tail(traceback.format_exc()),
             )
         finally:
-            watchdog.cancel()  # nbclient owns the kernel and has shut it down by now
+            watchdog.cancel()  # nbclient has shut the kernel down by now
         if status == "timeout" and error is not None:
             error.message = (
                 f"run exceeded its {plan.timeout:g} s timeout ({error.type}: {error.message})"
@@ -261,7 +287,7 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
         elif status == "ok" and record.status == "failed":
             status, error = "failed", record.error  # the notebook ended the run with run.fail
         record.finish(status, error)
-        _finish_outputs(record, run_dir, output, workspace)
+        _finish_outputs(record, run_dir, output, workspace, export_html)
         record.save(run_dir)
         log.write(f"=== {utc_now().isoformat()} run {plan.run_id} ended: {status}\n")
         if error:
@@ -271,14 +297,13 @@ def execute_run(plan: RunPlan, workspace_root: str | Path, echo: bool = True) ->
     return record
 
 
-def _finish_outputs(record: RunRecord, run_dir: Path, output: Path, workspace: Workspace) -> None:
+def _finish_outputs(
+    record: RunRecord, run_dir: Path, output: Path, workspace: Workspace, export_html: bool
+) -> None:
     if output.exists():
         record.artifacts["notebook"] = NOTEBOOK_FILE
-        try:
-            _export_html(output, run_dir / HTML_FILE)
-            record.artifacts["html"] = HTML_FILE
-        except Exception as exc:  # noqa: BLE001 - the run's own result matters more than its HTML
-            record.notes.append(f"HTML export failed: {type(exc).__name__}: {exc}")
+        if export_html:
+            add_run_html(record, run_dir)
     curves = run_dir / CURVES_FILE
     if curves.exists():
         copy_atomic(curves, workspace.grid_figs(record.grid) / f"{record.run_id}-curves.png")

@@ -1,12 +1,15 @@
 """Run many plans: in this process (one worker) or in a pool of worker processes.
 
-Finished records come back to the caller (the driver), which alone writes the leaderboard.
+Finished records come back to the caller (the driver), which alone writes the leaderboard and
+exports each run's HTML. With prewarm, each worker (this process, or each worker process) keeps
+one warm spare kernel: the next run's kernel starts and imports while the current run executes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan
+from cvlab.grid.kernel_pool import KernelLease, KernelPool, KernelSpec
 from cvlab.runs.record import RunError, RunRecord
 from cvlab.workspace import Workspace
 
@@ -32,16 +36,66 @@ def _lost_worker_record(plan: RunPlan, ws: Workspace, exc: BaseException) -> Run
     return record
 
 
+def _kernel_spec(plan: RunPlan, prewarm: tuple[str, ...]) -> KernelSpec:
+    return KernelSpec.current(plan.kernel, plan.notebook.parent, prewarm)
+
+
+def _lease(
+    pool: KernelPool, plan: RunPlan, next_plan: RunPlan | None, prewarm: tuple[str, ...]
+) -> KernelLease:
+    """This run's kernel from `pool`, and the next run's spare set going."""
+    next_spec = _kernel_spec(next_plan, prewarm) if next_plan is not None else None
+    return pool.acquire(_kernel_spec(plan, prewarm), next_spec)
+
+
+# A worker process's pool: it outlives one task, so the spare started during a run serves the
+# worker's next run. Closed (its spare killed) when the worker process exits.
+_worker_pool: KernelPool | None = None
+
+
+def _execute_in_worker(
+    plan: RunPlan,
+    workspace_root: str,
+    echo: bool,
+    prewarm: tuple[str, ...] | None,
+    next_plan: RunPlan | None,
+) -> RunRecord:
+    """execute_run in a worker process, with this process's warm spare when prewarm is on."""
+    global _worker_pool
+    if prewarm is None:
+        return execute_run(plan, workspace_root, echo, export_html=False)
+    if _worker_pool is None:
+        _worker_pool = KernelPool()
+        # Process pool workers leave through multiprocessing's exit path, not atexit.
+        multiprocessing.util.Finalize(_worker_pool, _worker_pool.close, exitpriority=10)
+    lease = _lease(_worker_pool, plan, next_plan, prewarm)
+    return execute_run(plan, workspace_root, echo, kernel=lease, export_html=False)
+
+
 def run_plans(
     plans: list[RunPlan],
     workspace_root: str | Path,
     workers: int = 1,
     echo: bool = True,
+    prewarm: tuple[str, ...] | None = None,
 ) -> Iterator[RunRecord]:
-    """Execute `plans`, yielding each final record as soon as its run ends (any order)."""
+    """Execute `plans`, yielding each final record as soon as its run ends (any order).
+
+    `prewarm`: the import statements a warm kernel runs before its run; None starts every run's
+    kernel cold when the run begins. Runs' HTML pages are left to the caller (`run.ipynb` is there).
+    """
     if workers <= 1:
-        for plan in plans:
-            yield execute_run(plan, workspace_root, echo)
+        pool = KernelPool() if prewarm is not None else None
+        try:
+            for i, plan in enumerate(plans):
+                lease = None
+                if pool is not None:
+                    next_plan = plans[i + 1] if i + 1 < len(plans) else None
+                    lease = _lease(pool, plan, next_plan, prewarm or ())
+                yield execute_run(plan, workspace_root, echo, kernel=lease, export_html=False)
+        finally:
+            if pool is not None:
+                pool.close()
         return
     ws = Workspace.at(workspace_root)
     # "spawn": TensorFlow and ZeroMQ threads in the driver must not be forked into workers.
@@ -56,7 +110,11 @@ def run_plans(
         while queue or pending:
             while queue and len(pending) < workers:
                 plan = queue.pop()
-                pending[pool.submit(execute_run, plan, str(workspace_root), echo)] = plan
+                next_plan = queue[-1] if queue else None
+                future = pool.submit(
+                    _execute_in_worker, plan, str(workspace_root), echo, prewarm, next_plan
+                )
+                pending[future] = plan
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 plan = pending.pop(future)

@@ -9,10 +9,17 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+)
 
 from cvlab.errors import GridSpecError, SpecProblem
 
@@ -45,6 +52,16 @@ SEED_PARAM = "seed"
 
 
 _GRID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _module_name(value: str) -> str:
+    if not _MODULE_NAME.match(value):
+        raise ValueError(f"{value!r} is not a Python module name")
+    return value
+
+
+ModuleName = Annotated[str, AfterValidator(_module_name)]
 
 
 class RankBy(BaseModel):
@@ -71,6 +88,8 @@ class GridSpec(BaseModel):
     rank_by: RankBy
     name_by: list[str] | None = Field(default=None, min_length=1)
     kernel: str = "python3"
+    # Modules a warm kernel imports before its run, besides the notebook's own import lines.
+    prewarm: list[ModuleName] | None = None
 
 
 @dataclass
@@ -116,6 +135,7 @@ _FIXES = {
     "params": "map parameter names to single values",
     "name": "use letters, digits, `_`, `-` or `.` (it names the output folder)",
     "name_by": "list the parameters that name each run, e.g. `name_by: [experiment, smoke]`",
+    "prewarm": "list module names to import before each run, e.g. `prewarm: [keras, sklearn.datasets]`",
 }
 
 
@@ -158,7 +178,8 @@ def _pydantic_problems(file: str, exc: ValidationError) -> list[SpecProblem]:
                 )
             )
         else:
-            problems.append(SpecProblem(file, _field_name(loc), err["msg"], _fix_for(loc)))
+            message = err["msg"].removeprefix("Value error, ")  # our validators' own words
+            problems.append(SpecProblem(file, _field_name(loc), message, _fix_for(loc)))
     return problems
 
 
