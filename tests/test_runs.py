@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 import cvlab
 from cvlab.runs import RunRecord
@@ -133,3 +134,19 @@ def test_run_fail_is_kept(in_tmp_project):
     run.fail(RuntimeError("out of data"))
     record = RunRecord.load(run.run_dir)
     assert record.status == "failed" and record.error.type == "RuntimeError"
+
+
+def test_save_image_writes_the_array_and_marks_the_thumbnail(tmp_path):
+
+    run = cvlab.runs.start(tmp_path / "run", params={}, seed=0)
+    grey = np.linspace(0.0, 1.0, 12).reshape(3, 4)
+    rgb = np.full((5, 6, 3), 200, dtype=np.uint8)
+    run.save_image(grey, "grey")
+    path = run.save_image(rgb, "colour", thumbnail=True)
+    assert np.asarray(Image.open(tmp_path / "run" / "images" / "grey.png"))[2, 3] == 255
+    assert np.asarray(Image.open(path)).shape == (5, 6, 3)
+    record = run.finish()
+    assert record.artifacts["image:grey"] == "images/grey.png"
+    assert record.artifacts["thumbnail"] == "images/colour.png"
+    with pytest.raises(ValueError, match="HxW"):
+        run.save_image(np.zeros((2, 2, 2)), "bad")

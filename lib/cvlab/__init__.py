@@ -50,6 +50,6 @@ def __getattr__(name: str) -> Any:
     # Subpackages load on first use, so `cvlab.runs`, `cvlab.data`, ... work after `import cvlab`.
     import importlib
 
-    if name in {"runs", "data", "models", "train", "grid", "report"}:
+    if name in {"runs", "data", "models", "train", "grid", "report", "detection", "generative"}:
         return importlib.import_module(f"cvlab.{name}")
     raise AttributeError(f"module 'cvlab' has no attribute {name!r}")

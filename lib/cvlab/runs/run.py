@@ -214,6 +214,31 @@ class Run:
         self._save()
         return self.run_dir / rel
 
+    def save_image(self, image: Any, name: str, *, thumbnail: bool = False) -> Path:
+        """Save an image array as `images/<name>.png`; `thumbnail=True` makes it the run's picture
+        on the leaderboard page.
+
+        `image` is HxW (grey) or HxWx3/4, uint8 0-255 or float 0-1 (clipped); it is written as
+        it is, not resampled, so the file is the output itself and not a plot of it.
+        """
+        from PIL import Image
+
+        array = np.asarray(image)
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+            raise ValueError(f"save_image({name!r}): expected HxW or HxWx3/4, got {array.shape}")
+        if array.dtype != np.uint8:
+            array = (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round()
+            array = array.astype(np.uint8)
+        rel = f"images/{name}.png"
+        write_atomic(self.run_dir / rel, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+        self.record.artifacts[f"image:{name}"] = rel
+        if thumbnail:
+            self.record.artifacts["thumbnail"] = rel
+        self._save()
+        return self.run_dir / rel
+
     def save_model(self, model: Any, name: str = "model.keras") -> Path:
         """Save a Keras model in the run directory (reloadable with `keras.models.load_model`)."""
         path = self.run_dir / name
