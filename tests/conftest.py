@@ -45,6 +45,8 @@ if mode == "stubborn":  # ignores the timeout's interrupt: only SIGKILL stops it
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     time.sleep(sleep_s)
+if mode == "image":  # a run whose output is a picture: the page shows it as a thumbnail
+    run.save_image([[0.0, 1.0], [1.0, 0.0]], "pattern", thumbnail=True)
 if mode == "divfail":
     run.log_epoch(3, 3, loss=float("nan"))
     raise FloatingPointError("weights are NaN")

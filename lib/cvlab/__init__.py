@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from cvlab.runs.record import RunRecord
 
-__all__ = ["__version__", "run_notebook"]
+__all__ = ["__version__", "leaderboard", "run_notebook"]
 
 
 def run_notebook(
@@ -44,6 +44,17 @@ def run_notebook(
         rank_by=rank_by,
         rank_mode=rank_mode,
     )
+
+
+def leaderboard(
+    grid: str | None = None, *, group_by_seed: bool = False, out: str | Path = "."
+) -> Any:
+    """The leaderboard of `out` (default: the current folder) as a pandas DataFrame: one row
+    per run, or with `group_by_seed=True` one row per combination with each metric's mean and
+    standard deviation over seeds. See `cvlab.report.leaderboard.leaderboard`."""
+    from cvlab.report.leaderboard import leaderboard as _leaderboard
+
+    return _leaderboard(grid, group_by_seed=group_by_seed, out=out)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,6 @@
 """The `cvlab` command: `cvlab data ...` (data sets), `cvlab grid ...` (= run_grid.py) and
-`cvlab predict run:<id> PATH...` (classify new images with a finished run)."""
+`cvlab predict run:<id> PATH...` (classify new images with a finished run) and `cvlab report`
+(a self-contained copy of the leaderboard to share)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ commands:
   grid     run a notebook over a YAML grid:       cvlab grid GRID.yaml [options]  (= run_grid.py)
   predict  classify images with a finished run:   cvlab predict run:<id> PATH... [--top K] [--json]
            (cvlab predict --help)
+  report   a shareable, offline copy of grids:    cvlab report [GRID...] --out DIR [--from DIR]
 """
 
 
@@ -80,6 +82,34 @@ def predict_main(argv: list[str]) -> int:
     return 0
 
 
+def _report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvlab report",
+        description="Write a self-contained copy of the leaderboard (page, figures, executed "
+        "notebooks as HTML, CSV) to share: it opens from a folder, with no network.",
+    )
+    parser.add_argument("grids", nargs="*", metavar="GRID", help="grid names (default: all)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
+    parser.add_argument(
+        "--from", dest="source", default=".", metavar="DIR",
+        help="the workspace the grids ran in (their --out; default: the current folder)",
+    )  # fmt: skip
+    return parser
+
+
+def report_main(argv: list[str]) -> int:
+    from cvlab.report.static_report import ReportError, write_report
+
+    args = _report_parser().parse_args(argv)
+    try:
+        index = write_report(args.grids or None, args.out, source=args.source)
+    except ReportError as exc:
+        print(f"cvlab report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {index}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in {"-h", "--help"}:
@@ -96,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return grid_main(rest)
     if command == "predict":
         return predict_main(rest)
+    if command == "report":
+        return report_main(rest)
     print(f"cvlab: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

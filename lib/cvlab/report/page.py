@@ -121,7 +121,8 @@ def _cells(run: dict[str, Any], params: list[str], metrics: list[str]) -> dict[s
         "best": '<span class="star" title="best run of its grid">★ best</span>'
         if run["best"]
         else "",
-        "run": _link(notebook, run["name"], title=run["id"]) if notebook else name,
+        "run": _thumbnail(run)
+        + (_link(notebook, run["name"], title=run["id"]) if notebook else name),
         "status": _status_cell(run),
         "rank": metric_text(run["rank"]),
         "grid": _e(run["grid"]),
@@ -136,6 +137,73 @@ def _cells(run: dict[str, Any], params: list[str], metrics: list[str]) -> dict[s
     for metric in metrics:
         cells[f"m:{metric}"] = _e(metric_text(run["metrics"].get(metric)))
     return cells
+
+
+def _thumbnail(run: dict[str, Any]) -> str:
+    """The run's picture (a generated image, a detection), small, linking to the full size."""
+    url = run.get("thumbnail")
+    if not url:
+        return ""
+    return (
+        f'<a href="{_e(url)}" class="thumb"><img src="{_e(url)}" alt="{_e(run["name"])} output" '
+        'loading="lazy"></a>'
+    )
+
+
+def _mean_std(mean: Any, std: Any) -> str:
+    if mean is None:
+        return ""
+    return metric_text(mean) + ("" if std is None else f" ± {metric_text(std)}")
+
+
+VERDICT_TITLES = {
+    "best": "the best mean of this grid",
+    "not significant": "its 95% interval overlaps the best's: not a significant difference",
+    "worse": "its 95% interval lies apart from the best's",
+    "one seed": "one finished seed: no interval to compare",
+}
+
+
+def _seed_groups_table(name: str, grid: dict[str, Any]) -> str:
+    """One row per combination of a grid run with several seeds: mean ± std over finished seeds,
+    the seeds finished, the seed runs one click away, and the verdict against the best mean."""
+    entries = grid["seed_groups"]
+    params = list(dict.fromkeys(p for entry in entries for p in entry["params"]))
+    params = [p for p in params if len({e["params"].get(p) for e in entries}) > 1] or params
+    metrics = [m for m in entries[0]["metrics"] if m != grid["metric"]]
+    head = "".join(
+        f"<th>{_e(label)}</th>"
+        for label in [*params, f"{grid['metric']} mean ± std", "95% interval", "vs best",
+                      "seeds finished", "seed runs", *metrics]
+    )  # fmt: skip
+    rows = []
+    for entry in entries:
+        verdict = entry["vs_best"] or ""
+        low, high = entry["ci"]
+        seeds = " ".join(
+            _link(_row_anchor(seed["key"]), str(seed["seed"]), class_="parent-link",
+                  data_key=seed["key"], title=f"{seed['name']} ({seed['status']})")
+            for seed in entry["seeds"]
+        )  # fmt: skip
+        cells = [
+            *(_e(entry["params"].get(p, "")) for p in params),
+            f"<b>{_e(_mean_std(entry['mean'], entry['std']))}</b>",
+            "" if low is None else f"{metric_text(low)} – {metric_text(high)}",
+            f'<span class="verdict v-{_e(verdict.replace(" ", "-"))}" '
+            f'title="{_e(VERDICT_TITLES.get(verdict, ""))}">{_e(verdict)}</span>',
+            f"{entry['finished']} of {entry['total']}",
+            seeds,
+            *(_e(_mean_std(*entry["metrics"][m])) for m in metrics),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    return (
+        f'<section class="seed-groups" data-grid="{_e(name)}"><h3>{_e(name)}: over seeds</h3>'
+        '<p class="meta">One row per combination, best mean first. Means and sample standard '
+        "deviations over the finished seeds; the 95% interval is Student's t for the mean, and a "
+        "combination whose interval overlaps the best's is marked not significant.</p>"
+        f'<div class="table-wrap"><table class="seeds"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
+    )
 
 
 def _th(key: str, label: str) -> str:
@@ -195,6 +263,15 @@ def _grids_table(data: dict[str, Any]) -> str:
     )
 
 
+def _seed_sections(data: dict[str, Any]) -> str:
+    tables = [
+        _seed_groups_table(name, grid)
+        for name, grid in data["grids"].items()
+        if grid["seed_groups"]
+    ]
+    return f'<div id="seed-groups"><h2>Over seeds</h2>{"".join(tables)}</div>' if tables else ""
+
+
 def render_page(data: dict[str, Any], generated: str) -> str:
     """The whole page as one HTML string: table, summary, data, style and script inlined."""
     runs = data["runs"]
@@ -206,6 +283,7 @@ def render_page(data: dict[str, Any], generated: str) -> str:
             '<p id="constants" class="meta" hidden></p>'
             '<section id="compare" class="panel" hidden></section>'
             '<section id="grid-panel" class="panel" hidden></section>'
+            f"{_seed_sections(data)}"
             f"{_runs_table(data)}"
             f'<script type="application/json" id="cvlab-data">{to_script_json(data)}</script>'
             f"<script>{asset('page.js')}</script>"

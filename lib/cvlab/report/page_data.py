@@ -19,6 +19,8 @@ import pandas as pd
 
 from cvlab.report.page_curves import load_curves
 from cvlab.report.ranking import best_run_ids
+from cvlab.report.seed_groups import group_by_seed
+from cvlab.runs.epoch_metrics import EpochSummary, flat_summary
 from cvlab.runs.record import CURVES_FILE, HISTORY_FILE, HTML_FILE, NOTEBOOK_FILE, RunRecord
 from cvlab.workspace import Workspace
 
@@ -136,6 +138,26 @@ def run_links(ws: Workspace, record: RunRecord) -> dict[str, Any]:
     return links
 
 
+def shown_summaries(
+    epoch_metrics: dict[str, EpochSummary], rank_metric: str | None
+) -> dict[str, float]:
+    """The best/last columns a run shows: its validation metrics' (all its metrics' when it has no
+    `val_*` one) plus the rank metric's base, so a page is not flooded with training curves."""
+    names = [name for name in epoch_metrics if name.startswith("val_")] or list(epoch_metrics)
+    base = (rank_metric or "").rpartition(":")[0] or rank_metric
+    if base in epoch_metrics and base not in names:
+        names.append(base)
+    return flat_summary({name: epoch_metrics[name] for name in names})
+
+
+def thumbnail_link(ws: Workspace, record: RunRecord) -> str | None:
+    """The run's picture (`Run.save_image(..., thumbnail=True)`), when the file is there."""
+    path = record.artifacts.get("thumbnail")
+    if not path or not (ws.run_dir(record.grid, record.run_id) / path).is_file():
+        return None
+    return href(record.grid, record.run_id, *Path(path).parts)
+
+
 def _leaderboard_order(frame: pd.DataFrame) -> pd.DataFrame:
     """Grids by name; in each, ranked runs best first (per the grid's mode), then the others."""
     sign = frame["rank_mode"].map(lambda mode: 1.0 if mode == "min" else -1.0)
@@ -177,7 +199,14 @@ def _run_entry(row: pd.Series, record: RunRecord, ws: Workspace, best: set[str])
         "rank": None if pd.isna(rank) else float(rank),
         "best": key in best,
         "params": {name: param_text(value) for name, value in record.params.items()},
-        "metrics": {name: metric_value(value) for name, value in record.metrics.items()},
+        "metrics": {
+            name: metric_value(value)
+            for name, value in {
+                **record.metrics,
+                **shown_summaries(record.epoch_metrics, row.get("rank_metric")),
+            }.items()
+        },
+        "thumbnail": thumbnail_link(ws, record),
         "duration": record.duration_s,
         "started": record.started_at.strftime("%Y-%m-%d %H:%M:%S") if record.started_at else "",
         "error": error,
@@ -206,7 +235,59 @@ def _grid_entry(grid: str, group: pd.DataFrame, runs: list[dict], ws: Workspace)
         "best": best[0] if best else None,
         "figures": figures,
         "view": column_view(runs, exclude_metrics=[metric] if metric else []),
+        "seed_groups": seed_group_entries(group, runs),
     }
+
+
+def seed_group_entries(group: pd.DataFrame, runs: list[dict]) -> list[dict[str, Any]]:
+    """A grid's combinations aggregated over seeds (see `seed_groups`), for the page; empty
+    unless some combination ran with more than one seed."""
+    if "params.seed" not in group.columns:
+        return []
+    groups = group_by_seed(group)
+    if groups.empty or groups["seeds_total"].max() < 2:
+        return []
+    names = {run["id"]: run["name"] for run in runs}
+    grid = str(group["grid"].iloc[0])
+    keys = [c.removesuffix(".mean") for c in groups.columns if c.endswith(".mean")]
+    entries = []
+    for _, row in groups.iterrows():
+        params = {
+            c.removeprefix("params."): param_text(row[c])
+            for c in groups.columns
+            if c.startswith("params.") and not _missing(row[c])
+        }
+        entries.append(
+            {
+                "params": params,
+                "finished": int(row["seeds_finished"]),
+                "total": int(row["seeds_total"]),
+                "seeds": [
+                    {
+                        "seed": seed,
+                        "key": f"{grid}/{run_id}",
+                        "name": names.get(run_id, run_id),
+                        "status": status,
+                    }
+                    for seed, run_id, status in zip(
+                        row["seeds"], row["run_ids"], row["statuses"], strict=True
+                    )
+                ],  # fmt: skip
+                "mean": metric_value(row["rank_mean"]),
+                "std": metric_value(row["rank_std"]),
+                "ci": [metric_value(row["rank_ci_low"]), metric_value(row["rank_ci_high"])],
+                "vs_best": row["vs_best"] if isinstance(row["vs_best"], str) else None,
+                "metrics": {
+                    key: [metric_value(row[f"{key}.mean"]), metric_value(row[f"{key}.std"])]
+                    for key in keys
+                },
+            }
+        )
+    return entries
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def build_page_data(

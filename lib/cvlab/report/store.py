@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from cvlab.atomic_io import write_atomic
+from cvlab.runs.epoch_metrics import EpochSummary, flat_summary, resolve_metric
 from cvlab.runs.record import RunRecord
 
 _SCHEMA = """
@@ -60,6 +61,21 @@ def _finite_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def _epoch_metrics(record_json: str | None) -> dict[str, EpochSummary]:
+    """The per-epoch summaries of a stored record (none in records written before they existed)."""
+    if not record_json:
+        return {}
+    raw = json.loads(record_json).get("epoch_metrics") or {}
+    return {name: EpochSummary.model_validate(value) for name, value in raw.items()}
+
+
+def only_grids(frame: pd.DataFrame, grids: Iterable[str]) -> pd.DataFrame:
+    """The rows of `grids`, without the parameter and metric columns only other grids have."""
+    part = frame[frame["grid"].isin(list(grids))].reset_index(drop=True)
+    keep = [c for c in part.columns if c in BASE_COLUMNS or part[c].notna().any()]
+    return part[keep]
 
 
 class LeaderboardStore:
@@ -111,8 +127,15 @@ class LeaderboardStore:
         grids = self.grids()
         rows = []
         for rec in records:
-            metric = grids.get(rec.grid, {}).get("rank_metric")
-            rank_value = _finite_or_none(rec.metrics.get(metric)) if metric else None
+            grid = grids.get(rec.grid, {})
+            metric = grid.get("rank_metric")
+            rank_value = (
+                _finite_or_none(
+                    resolve_metric(metric, rec.metrics, rec.epoch_metrics, grid.get("rank_mode"))
+                )
+                if metric
+                else None
+            )
             rows.append(
                 (
                     rec.grid, rec.run_id, rec.name, rec.notebook, rec.status, rec.seed, rank_value,
@@ -146,13 +169,25 @@ class LeaderboardStore:
         if runs.empty:
             return pd.DataFrame(columns=BASE_COLUMNS)
         runs = runs.merge(grids, on="grid", how="left")
+        summaries = [_epoch_metrics(record) for record in runs["record"]]
         # Recomputed here so that a grid whose rank_by changed ranks its old runs by the new metric.
         runs["rank_value"] = [
-            _finite_or_none(json.loads(m).get(metric)) if isinstance(metric, str) else None
-            for m, metric in zip(runs["metrics"], runs["rank_metric"], strict=True)
+            _finite_or_none(resolve_metric(metric, json.loads(m), summary, mode))
+            if isinstance(metric, str)
+            else None
+            for m, summary, metric, mode in zip(
+                runs["metrics"], summaries, runs["rank_metric"], runs["rank_mode"], strict=True
+            )
         ]
         params = pd.json_normalize([json.loads(p) for p in runs["params"]], max_level=0)
-        metrics = pd.json_normalize([json.loads(m) for m in runs["metrics"]], max_level=0)
+        # Final metrics, then `<metric>:best`, `:best_epoch` and `:last` of each per-epoch metric.
+        metrics = pd.json_normalize(
+            [
+                {**json.loads(m), **flat_summary(summary)}
+                for m, summary in zip(runs["metrics"], summaries, strict=True)
+            ],
+            max_level=0,
+        )
         params.columns = [f"params.{c}" for c in params.columns]
         metrics.columns = [f"metrics.{c}" for c in metrics.columns]
         return pd.concat([runs[BASE_COLUMNS], params, metrics], axis=1)

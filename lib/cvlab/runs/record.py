@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cvlab.atomic_io import write_json_atomic
 from cvlab.errors import RunRecordError
+from cvlab.runs.epoch_metrics import EpochSummary
 
 RECORD_FILE = "record.json"
 HISTORY_FILE = "history.csv"
@@ -83,6 +84,8 @@ class RunRecord(BaseModel):
     duration_s: float | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
     preprocessing: Preprocessing | None = None  # records written before it existed have none
+    # min/max/last of each per-epoch metric (`Run.log_epoch` keeps it current)
+    epoch_metrics: dict[str, EpochSummary] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunRecord:

@@ -16,6 +16,7 @@ import pandas as pd
 from cvlab.atomic_io import write_atomic
 from cvlab.runs.curves import plot_curves
 from cvlab.runs.environment import collect_environment
+from cvlab.runs.epoch_metrics import summarize_history
 from cvlab.runs.record import (
     CURVES_FILE,
     HISTORY_FILE,
@@ -174,6 +175,7 @@ class Run:
         row = {"epoch": int(epoch), **{k: float(_plain(v)) for k, v in values.items()}}
         self.history.append(row)
         self.record.epochs_completed = int(epoch)
+        self.record.epoch_metrics = summarize_history(self.history)
         frame = pd.DataFrame(self.history)
         write_atomic(self.run_dir / HISTORY_FILE, lambda tmp: frame.to_csv(tmp, index=False))
         plot_curves(frame, self.run_dir / CURVES_FILE, title=self.record.name or self.record.run_id)

@@ -309,6 +309,9 @@
       link.classList.toggle("current", link.dataset.grid === name);
     }
     ui.notebookLabel.hidden = Boolean(name); // one notebook per grid
+    for (const section of document.querySelectorAll("section.seed-groups")) {
+      section.hidden = Boolean(name) && section.dataset.grid !== name;
+    }
     buildStatusChips();
     buildParamFilters();
     applyColumns();
@@ -632,7 +635,10 @@
     if (!grid) return;
     const members = runs.filter((run) => run.grid === grid.name);
     const shown = members.filter((run) => !rowByKey.get(run.key).hidden && run.rank !== null);
-    const params = grid.view.varied;
+    // With seeds, the spread over seeds shows as error bars, not as an axis of its own.
+    const params = grid.seed_groups.length
+      ? grid.view.varied.filter((param) => param !== "seed")
+      : grid.view.varied;
     panel.replaceChildren(
       el(
         "div",
@@ -826,7 +832,27 @@
         );
       }
       const ranks = list.filter((run) => valueOf(run) === value).map((run) => run.rank);
-      if (ranks.length) means.push([cx(value), y(ranks.reduce((a, b) => a + b, 0) / ranks.length)]);
+      if (!ranks.length) return;
+      const mean = ranks.reduce((a, b) => a + b, 0) / ranks.length;
+      means.push([cx(value), y(mean)]);
+      if (ranks.length > 1) {
+        // error bar: mean +- sample standard deviation of the runs at this value
+        const sd = Math.sqrt(
+          ranks.reduce((a, r) => a + (r - mean) ** 2, 0) / (ranks.length - 1),
+        );
+        const clamp = (py) => Math.min(height - m.b, Math.max(m.t, py));
+        const [x0, top, bottom] = [cx(value) + band * 0.3, clamp(y(mean + sd)), clamp(y(mean - sd))];
+        svg.append(
+          svgEl(
+            "path",
+            {
+              class: "error-bar",
+              d: `M${x0},${top}V${bottom}M${x0 - 4},${top}h8M${x0 - 4},${bottom}h8`,
+            },
+            svgEl("title", {}, `${label}: ${fmt(mean)} ± ${fmt(sd)} over ${ranks.length} runs`),
+          ),
+        );
+      }
     });
     svg.append(
       svgEl("text", { x: (m.l + width - m.r) / 2, y: height - 6, "text-anchor": "middle" }, param),
