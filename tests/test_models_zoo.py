@@ -23,6 +23,7 @@ from cvlab.models.applications import (  # noqa: E402
 )
 from cvlab.models.googlenet import deepergooglenet, minigooglenet  # noqa: E402
 from cvlab.models.heads import fchead  # noqa: E402
+from cvlab.models.resnet import resnet  # noqa: E402
 from cvlab.models.vgg import minivggnet  # noqa: E402
 
 # The lines for the registry in cvlab/models/__init__.py (name -> "module:function").
@@ -624,3 +625,45 @@ def test_preprocessing_per_backbone():
         assert same.dtype == np.float32 and np.all(same == 128)
     with pytest.raises(ValueError, match="unknown keras.applications backbone 'lenet'"):
         cvlab.models.preprocessing("lenet")
+
+
+CHANNEL_ORDER_CASES = {
+    "minivggnet": (minivggnet, (32, 32, 3), {}),
+    "alexnet": (alexnet, (64, 64, 3), {}),
+    "minigooglenet": (minigooglenet, (32, 32, 3), {}),
+    "deepergooglenet": (deepergooglenet, (64, 64, 3), {}),
+    "resnet-cifar": (resnet, (32, 32, 3), {"stages": (1, 1, 1), "filters": (8, 8, 16, 32)}),
+    "resnet-tiny": (
+        resnet,
+        (64, 64, 3),
+        {"stages": (1, 1, 1), "filters": (8, 8, 16, 32), "stem": "tiny_imagenet"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CHANNEL_ORDER_CASES))
+def test_channels_first_computes_what_channels_last_does(case):
+    """The same weights give the same outputs in both orderings (inputs HWC in both), so the
+    option changes the memory layout only; and every conv/BN/pool really runs channels-first."""
+    builder, shape, options = CHANNEL_ORDER_CASES[case]
+    keras.utils.set_random_seed(0)
+    last = builder(shape, 5, **options)
+    first = builder(shape, 5, channels="first", **options)
+    assert last.count_params() == first.count_params()
+    first.set_weights(last.get_weights())
+    images = np.random.default_rng(0).uniform(0, 1, (2, *shape)).astype("float32")
+    np.testing.assert_allclose(
+        first.predict(images, verbose=0), last.predict(images, verbose=0), atol=2e-5
+    )
+    formats = {getattr(layer, "data_format", None) for layer in first.layers} - {None}
+    assert formats == {"channels_first"}
+    axes = {
+        layer.axis for layer in first.layers if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert axes == {1}
+    assert first.layers[1].name == "to_channels_first"
+
+
+def test_unknown_channel_order_is_refused():
+    with pytest.raises(ValueError, match="channels must be 'last'"):
+        minivggnet((32, 32, 3), 5, channels="nchw")

@@ -28,6 +28,13 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.layout import (
+    channel_axis,
+    channel_order,
+    check_channels,
+    data_format,
+    to_model_order,
+)
 from cvlab.models.options import l2 as _l2
 from cvlab.models.options import resolve_options
 
@@ -54,7 +61,6 @@ CONV_BLOCKS = (
 FC_UNITS = (4096, 4096)
 CONV_DROPOUT = 0.25
 FC_DROPOUT = 0.5
-_CHANNELS_LAST = "channels_last"
 
 
 def _final_size(size: int) -> int:
@@ -73,6 +79,7 @@ def alexnet(
     bn_eps: float | None = None,
     bn_momentum: float | None = None,
     preset: str | None = None,
+    channels: str = "last",
 ) -> keras.Model:
     """The book's `AlexNet.build(width, height, depth, classes, reg=0.0002)`.
 
@@ -80,6 +87,9 @@ def alexnet(
     2 classes (the book trains it on Dogs vs. Cats only), reg 0.0002, bn_eps 1e-3, bn_momentum 0.99.
     `preset="dogs-vs-cats"`: the same, as train_alexnet.py calls it. reg 0 adds no penalty.
     Inputs need at least 57×57 pixels (the three 3×3/2 poolings need 15×15 after the stride-4 CONV).
+
+    `channels="first"` builds it channels-first (the book's `chanDim = 1`; inputs stay HWC, see
+    `cvlab.models.layout`).
     """
     cfg = resolve_options(
         "AlexNet",
@@ -102,35 +112,38 @@ def alexnet(
             )
 
     def bn(x):
-        return layers.BatchNormalization(axis=-1, epsilon=bn_eps, momentum=bn_momentum)(x)
+        return layers.BatchNormalization(axis=channel_axis(), epsilon=bn_eps, momentum=bn_momentum)(
+            x
+        )
 
-    inputs = keras.Input(shape=input_shape)
-    x = inputs
-    for block in CONV_BLOCKS:  # (CONV => RELU => BN) × n => POOL => DO
-        for filters, kernel, stride in block:
-            x = layers.Conv2D(
-                filters,
-                (kernel, kernel),
-                strides=(stride, stride),
-                padding="same",
-                kernel_regularizer=_l2(reg),
-                data_format=_CHANNELS_LAST,
-            )(x)
+    with channel_order(check_channels("AlexNet", channels)):
+        inputs = keras.Input(shape=input_shape)
+        x = to_model_order(inputs)
+        for block in CONV_BLOCKS:  # (CONV => RELU => BN) × n => POOL => DO
+            for filters, kernel, stride in block:
+                x = layers.Conv2D(
+                    filters,
+                    (kernel, kernel),
+                    strides=(stride, stride),
+                    padding="same",
+                    kernel_regularizer=_l2(reg),
+                    data_format=data_format(),
+                )(x)
+                x = layers.Activation("relu")(x)
+                x = bn(x)
+            x = layers.MaxPooling2D(pool_size=(3, 3), strides=(2, 2), data_format=data_format())(x)
+            x = layers.Dropout(CONV_DROPOUT)(x)
+
+        x = layers.Flatten(data_format=data_format())(x)
+        for units in FC_UNITS:  # FC => RELU => BN => DO
+            x = layers.Dense(units, kernel_regularizer=_l2(reg))(x)
             x = layers.Activation("relu")(x)
             x = bn(x)
-        x = layers.MaxPooling2D(pool_size=(3, 3), strides=(2, 2), data_format=_CHANNELS_LAST)(x)
-        x = layers.Dropout(CONV_DROPOUT)(x)
+            x = layers.Dropout(FC_DROPOUT)(x)
 
-    x = layers.Flatten(data_format=_CHANNELS_LAST)(x)
-    for units in FC_UNITS:  # FC => RELU => BN => DO
-        x = layers.Dense(units, kernel_regularizer=_l2(reg))(x)
-        x = layers.Activation("relu")(x)
-        x = bn(x)
-        x = layers.Dropout(FC_DROPOUT)(x)
-
-    x = layers.Dense(classes, kernel_regularizer=_l2(reg))(x)
-    outputs = layers.Activation("softmax")(x)
-    return keras.Model(inputs, outputs, name="alexnet")
+        x = layers.Dense(classes, kernel_regularizer=_l2(reg))(x)
+        outputs = layers.Activation("softmax")(x)
+        return keras.Model(inputs, outputs, name="alexnet")
 
 
 __all__ = ["PRESETS", "alexnet"]

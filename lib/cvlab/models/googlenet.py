@@ -41,11 +41,15 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.layout import (
+    channel_axis,
+    channel_order,
+    check_channels,
+    data_format,
+    to_model_order,
+)
 from cvlab.models.options import l2 as _l2
 from cvlab.models.options import resolve_options
-
-_CHANNELS_LAST = "channels_last"
-_CHAN_DIM = -1
 
 
 def _check_input_shape(model: str, input_shape: tuple, final, needed: int) -> None:
@@ -81,11 +85,11 @@ def conv_module(
         strides=stride,
         padding=padding,
         kernel_regularizer=_l2(reg),
-        data_format=_CHANNELS_LAST,
+        data_format=data_format(),
         name=conv_name,
     )(x)
     x = layers.BatchNormalization(
-        axis=_CHAN_DIM, epsilon=bn_eps, momentum=bn_momentum, name=bn_name
+        axis=channel_axis(), epsilon=bn_eps, momentum=bn_momentum, name=bn_name
     )(x)
     return layers.Activation("relu", name=act_name)(x)
 
@@ -127,14 +131,14 @@ def mini_inception_module(x, num_k1x1: int, num_k3x3: int, **options):
     """The book's `MiniGoogLeNet.inception_module`: 1×1 and 3×3 CONV modules, concatenated."""
     conv_1x1 = conv_module(x, num_k1x1, 1, 1, (1, 1), **options)
     conv_3x3 = conv_module(x, num_k3x3, 3, 3, (1, 1), **options)
-    return layers.concatenate([conv_1x1, conv_3x3], axis=_CHAN_DIM)
+    return layers.concatenate([conv_1x1, conv_3x3], axis=channel_axis())
 
 
 def downsample_module(x, k: int, **options):
     """The book's `MiniGoogLeNet.downsample_module`: a 3×3/2 CONV module beside a 3×3/2 MAX POOL."""
     conv_3x3 = conv_module(x, k, 3, 3, (2, 2), padding="valid", **options)
-    pool = layers.MaxPooling2D((3, 3), strides=(2, 2), data_format=_CHANNELS_LAST)(x)
-    return layers.concatenate([conv_3x3, pool], axis=_CHAN_DIM)
+    pool = layers.MaxPooling2D((3, 3), strides=(2, 2), data_format=data_format())(x)
+    return layers.concatenate([conv_3x3, pool], axis=channel_axis())
 
 
 def _mini_final_size(size: int) -> int:
@@ -152,6 +156,7 @@ def minigooglenet(
     bn_eps: float | None = None,
     bn_momentum: float | None = None,
     preset: str | None = None,
+    channels: str = "last",
 ) -> keras.Model:
     """The book's `MiniGoogLeNet.build(width, height, depth, classes)`.
 
@@ -160,6 +165,9 @@ def minigooglenet(
     defaults, which the book keeps). `preset="cifar10"`: the same. Inputs need at least 31×31 pixels
     (7×7 left for the average pooling); larger ones leave more than 1×1 after it, which the FLATTEN
     passes on to the FC, as the book's code would.
+
+    `channels="first"` builds it channels-first (the book's `chanDim = 1`; inputs stay HWC, see
+    `cvlab.models.layout`).
     """
     cfg = resolve_options(
         "MiniGoogLeNet",
@@ -176,22 +184,23 @@ def minigooglenet(
     options = {"reg": cfg["reg"], "bn_eps": cfg["bn_eps"], "bn_momentum": cfg["bn_momentum"]}
     _check_input_shape("MiniGoogLeNet", input_shape, _mini_final_size, MINI_POOL)
 
-    inputs = keras.Input(shape=input_shape)
-    x = inputs
-    for kind, *filters in MINI_LAYOUT:
-        if kind == "conv":
-            x = conv_module(x, filters[0], 3, 3, (1, 1), **options)
-        elif kind == "inception":
-            x = mini_inception_module(x, *filters, **options)
-        else:
-            x = downsample_module(x, filters[0], **options)
+    with channel_order(check_channels("MiniGoogLeNet", channels)):
+        inputs = keras.Input(shape=input_shape)
+        x = to_model_order(inputs)
+        for kind, *filters in MINI_LAYOUT:
+            if kind == "conv":
+                x = conv_module(x, filters[0], 3, 3, (1, 1), **options)
+            elif kind == "inception":
+                x = mini_inception_module(x, *filters, **options)
+            else:
+                x = downsample_module(x, filters[0], **options)
 
-    x = layers.AveragePooling2D((MINI_POOL, MINI_POOL), data_format=_CHANNELS_LAST)(x)
-    x = layers.Dropout(MINI_DROPOUT)(x)
-    x = layers.Flatten(data_format=_CHANNELS_LAST)(x)
-    x = layers.Dense(classes, kernel_regularizer=_l2(options["reg"]))(x)
-    outputs = layers.Activation("softmax")(x)
-    return keras.Model(inputs, outputs, name="minigooglenet")
+        x = layers.AveragePooling2D((MINI_POOL, MINI_POOL), data_format=data_format())(x)
+        x = layers.Dropout(MINI_DROPOUT)(x)
+        x = layers.Flatten(data_format=data_format())(x)
+        x = layers.Dense(classes, kernel_regularizer=_l2(options["reg"]))(x)
+        outputs = layers.Activation("softmax")(x)
+        return keras.Model(inputs, outputs, name="minigooglenet")
 
 
 # --------------------------------------------------------------------------- DeeperGoogLeNet
@@ -246,16 +255,18 @@ def inception_module(
     third = conv_module(third, num5x5, 5, 5, (1, 1), name=f"{stage}_third2", **options)
 
     fourth = layers.MaxPooling2D(
-        (3, 3), strides=(1, 1), padding="same", data_format=_CHANNELS_LAST, name=f"{stage}_pool"
+        (3, 3), strides=(1, 1), padding="same", data_format=data_format(), name=f"{stage}_pool"
     )(x)
     fourth = conv_module(fourth, num1x1_proj, 1, 1, (1, 1), name=f"{stage}_fourth", **options)
 
-    return layers.concatenate([first, second, third, fourth], axis=_CHAN_DIM, name=f"{stage}_mixed")
+    return layers.concatenate(
+        [first, second, third, fourth], axis=channel_axis(), name=f"{stage}_mixed"
+    )
 
 
 def _pool(x, name: str):
     return layers.MaxPooling2D(
-        (3, 3), strides=(2, 2), padding="same", data_format=_CHANNELS_LAST, name=name
+        (3, 3), strides=(2, 2), padding="same", data_format=data_format(), name=name
     )(x)
 
 
@@ -273,6 +284,7 @@ def deepergooglenet(
     bn_eps: float | None = None,
     bn_momentum: float | None = None,
     preset: str | None = None,
+    channels: str = "last",
 ) -> keras.Model:
     """The book's `DeeperGoogLeNet.build(width, height, depth, classes, reg=0.0005)`.
 
@@ -282,6 +294,9 @@ def deepergooglenet(
     book's Tiny ImageNet train.py calls it. reg 0 adds no penalty. Inputs need at least 49×49 pixels
     (4×4 left for the average pooling); larger ones leave more than 1×1 after it, which the FLATTEN
     passes on to the FC, as the book's code would.
+
+    `channels="first"` builds it channels-first (the book's `chanDim = 1`; inputs stay HWC, see
+    `cvlab.models.layout`).
     """
     cfg = resolve_options(
         "DeeperGoogLeNet",
@@ -299,30 +314,31 @@ def deepergooglenet(
     _check_input_shape("DeeperGoogLeNet", input_shape, _deeper_final_size, DEEPER_POOL)
 
     # CONV => POOL => (CONV * 2) => POOL
-    inputs = keras.Input(shape=input_shape)
-    x = conv_module(inputs, 64, 5, 5, (1, 1), name="block1", **options)
-    x = _pool(x, "pool1")
-    x = conv_module(x, 64, 1, 1, (1, 1), name="block2", **options)
-    x = conv_module(x, 192, 3, 3, (1, 1), name="block3", **options)
-    x = _pool(x, "pool2")
+    with channel_order(check_channels("DeeperGoogLeNet", channels)):
+        inputs = keras.Input(shape=input_shape)
+        x = conv_module(to_model_order(inputs), 64, 5, 5, (1, 1), name="block1", **options)
+        x = _pool(x, "pool1")
+        x = conv_module(x, 64, 1, 1, (1, 1), name="block2", **options)
+        x = conv_module(x, 192, 3, 3, (1, 1), name="block3", **options)
+        x = _pool(x, "pool2")
 
-    # two Inception modules (3a, 3b) then POOL; five (4a-4e) then POOL
-    for stage in ("3a", "3b"):
-        x = inception_module(x, *DEEPER_INCEPTIONS[stage], stage, **options)
-    x = _pool(x, "pool3")
-    for stage in ("4a", "4b", "4c", "4d", "4e"):
-        x = inception_module(x, *DEEPER_INCEPTIONS[stage], stage, **options)
-    x = _pool(x, "pool4")
+        # two Inception modules (3a, 3b) then POOL; five (4a-4e) then POOL
+        for stage in ("3a", "3b"):
+            x = inception_module(x, *DEEPER_INCEPTIONS[stage], stage, **options)
+        x = _pool(x, "pool3")
+        for stage in ("4a", "4b", "4c", "4d", "4e"):
+            x = inception_module(x, *DEEPER_INCEPTIONS[stage], stage, **options)
+        x = _pool(x, "pool4")
 
-    # average POOL → dropout → softmax classifier
-    x = layers.AveragePooling2D(
-        (DEEPER_POOL, DEEPER_POOL), data_format=_CHANNELS_LAST, name="pool5"
-    )(x)
-    x = layers.Dropout(DEEPER_DROPOUT, name="do")(x)
-    x = layers.Flatten(data_format=_CHANNELS_LAST, name="flatten")(x)
-    x = layers.Dense(classes, kernel_regularizer=_l2(options["reg"]), name="labels")(x)
-    outputs = layers.Activation("softmax", name="softmax")(x)
-    return keras.Model(inputs, outputs, name="deepergooglenet")
+        # average POOL → dropout → softmax classifier
+        x = layers.AveragePooling2D(
+            (DEEPER_POOL, DEEPER_POOL), data_format=data_format(), name="pool5"
+        )(x)
+        x = layers.Dropout(DEEPER_DROPOUT, name="do")(x)
+        x = layers.Flatten(data_format=data_format(), name="flatten")(x)
+        x = layers.Dense(classes, kernel_regularizer=_l2(options["reg"]), name="labels")(x)
+        outputs = layers.Activation("softmax", name="softmax")(x)
+        return keras.Model(inputs, outputs, name="deepergooglenet")
 
 
 __all__ = [

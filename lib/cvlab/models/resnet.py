@@ -32,6 +32,13 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.layout import (
+    channel_axis,
+    channel_order,
+    check_channels,
+    data_format,
+    to_model_order,
+)
 from cvlab.models.options import l2 as _l2
 from cvlab.models.options import resolve_options
 
@@ -70,11 +77,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 POOL_SIZE = 8  # the book's AveragePooling2D((8, 8)) before the classifier
-_CHANNELS_LAST = "channels_last"
 
 
 def _bn(x, bn_eps: float, bn_momentum: float):
-    return layers.BatchNormalization(axis=-1, epsilon=bn_eps, momentum=bn_momentum)(x)
+    return layers.BatchNormalization(axis=channel_axis(), epsilon=bn_eps, momentum=bn_momentum)(x)
 
 
 def _conv(x, filters: int, kernel: int, reg: float, *, strides: int = 1, padding: str = "valid"):
@@ -85,7 +91,7 @@ def _conv(x, filters: int, kernel: int, reg: float, *, strides: int = 1, padding
         padding=padding,
         use_bias=False,
         kernel_regularizer=_l2(reg),
-        data_format=_CHANNELS_LAST,
+        data_format=data_format(),
     )(x)
 
 
@@ -145,6 +151,7 @@ def resnet(
     bn_momentum: float | None = None,
     stem: str | None = None,
     preset: str | None = None,
+    channels: str = "last",
     module_reg: float | None = None,
 ) -> keras.Model:
     """The book's `ResNet.build(width, height, depth, classes, stages, filters, reg, bnEps, bnMom, dataset)`.
@@ -159,6 +166,9 @@ def resnet(
     `module_reg` (default: `reg`) is the L2 strength of the residual modules' CONVs. reg 0 adds no penalty.
     The classifier sits on AVG POOL 8×8 as in the book, so the last stage must be at least 8×8 (32×32
     CIFAR-stem or 64×64 Tiny-ImageNet-stem inputs with three stages give exactly 8×8).
+
+    `channels="first"` builds it channels-first (the book's `chanDim = 1`; inputs stay HWC, see
+    `cvlab.models.layout`).
     """
     cfg = resolve_options(
         "ResNet",
@@ -197,33 +207,34 @@ def resnet(
             )
 
     # input → BN (an extra normalisation of the raw input, as in the book)
-    inputs = keras.Input(shape=input_shape)
-    x = _bn(inputs, bn_eps, bn_momentum)
+    with channel_order(check_channels("ResNet", channels)):
+        inputs = keras.Input(shape=input_shape)
+        x = _bn(to_model_order(inputs), bn_eps, bn_momentum)
 
-    if stem == "cifar":
-        x = _conv(x, filters[0], 3, reg, padding="same")
-    else:  # tiny_imagenet: CONV 5×5 → BN → ReLU → ZERO PAD → MAX POOL
-        x = _conv(x, filters[0], 5, reg, padding="same")
+        if stem == "cifar":
+            x = _conv(x, filters[0], 3, reg, padding="same")
+        else:  # tiny_imagenet: CONV 5×5 → BN → ReLU → ZERO PAD → MAX POOL
+            x = _conv(x, filters[0], 5, reg, padding="same")
+            x = _bn(x, bn_eps, bn_momentum)
+            x = layers.Activation("relu")(x)
+            x = layers.ZeroPadding2D((1, 1), data_format=data_format())(x)
+            x = layers.MaxPooling2D((3, 3), strides=(2, 2), data_format=data_format())(x)
+
+        for i, n_modules in enumerate(stages):
+            stride = 1 if i == 0 else 2
+            options = {"reg": module_reg, "bn_eps": bn_eps, "bn_momentum": bn_momentum}
+            x = residual_module(x, filters[i + 1], stride, red=True, **options)
+            for _ in range(int(n_modules) - 1):
+                x = residual_module(x, filters[i + 1], 1, **options)
+
+        # BN → ReLU → POOL → softmax classifier
         x = _bn(x, bn_eps, bn_momentum)
         x = layers.Activation("relu")(x)
-        x = layers.ZeroPadding2D((1, 1), data_format=_CHANNELS_LAST)(x)
-        x = layers.MaxPooling2D((3, 3), strides=(2, 2), data_format=_CHANNELS_LAST)(x)
-
-    for i, n_modules in enumerate(stages):
-        stride = 1 if i == 0 else 2
-        options = {"reg": module_reg, "bn_eps": bn_eps, "bn_momentum": bn_momentum}
-        x = residual_module(x, filters[i + 1], stride, red=True, **options)
-        for _ in range(int(n_modules) - 1):
-            x = residual_module(x, filters[i + 1], 1, **options)
-
-    # BN → ReLU → POOL → softmax classifier
-    x = _bn(x, bn_eps, bn_momentum)
-    x = layers.Activation("relu")(x)
-    x = layers.AveragePooling2D((POOL_SIZE, POOL_SIZE), data_format=_CHANNELS_LAST)(x)
-    x = layers.Flatten(data_format=_CHANNELS_LAST)(x)
-    x = layers.Dense(classes, kernel_regularizer=_l2(reg))(x)
-    outputs = layers.Activation("softmax")(x)
-    return keras.Model(inputs, outputs, name="resnet")
+        x = layers.AveragePooling2D((POOL_SIZE, POOL_SIZE), data_format=data_format())(x)
+        x = layers.Flatten(data_format=data_format())(x)
+        x = layers.Dense(classes, kernel_regularizer=_l2(reg))(x)
+        outputs = layers.Activation("softmax")(x)
+        return keras.Model(inputs, outputs, name="resnet")
 
 
 __all__ = ["PRESETS", "residual_module", "resnet"]

@@ -26,6 +26,13 @@ from typing import Any
 import keras
 from keras import layers
 
+from cvlab.models.layout import (
+    channel_axis,
+    channel_order,
+    check_channels,
+    data_format,
+    to_model_order,
+)
 from cvlab.models.options import l2 as _l2
 from cvlab.models.options import resolve_options
 
@@ -49,7 +56,6 @@ BLOCK_FILTERS = (32, 64)  # two CONV => RELU => BN pairs per block, then POOL an
 FC_UNITS = 512
 CONV_DROPOUT = 0.25
 FC_DROPOUT = 0.5
-_CHANNELS_LAST = "channels_last"
 
 
 def _check_input_shape(input_shape: tuple, pools: int) -> None:
@@ -70,6 +76,7 @@ def minivggnet(
     bn_eps: float | None = None,
     bn_momentum: float | None = None,
     preset: str | None = None,
+    channels: str = "last",
 ) -> keras.Model:
     """The book's `MiniVGGNet.build(width, height, depth, classes)`.
 
@@ -77,6 +84,9 @@ def minivggnet(
     reg 0 (the book has no weight decay), bn_eps 1e-3 and bn_momentum 0.99 (Keras's defaults, which
     the book keeps). `preset="cifar10"`: 32×32×3, 10 classes; `preset="flowers17"`: 64×64×3,
     17 classes. Explicit arguments override the preset's.
+
+    `channels="first"` builds it channels-first (the book's `chanDim = 1`; inputs stay HWC, see
+    `cvlab.models.layout`).
     """
     cfg = resolve_options(
         "MiniVGGNet",
@@ -94,33 +104,36 @@ def minivggnet(
     _check_input_shape(input_shape, len(BLOCK_FILTERS))
 
     def bn(x):
-        return layers.BatchNormalization(axis=-1, epsilon=bn_eps, momentum=bn_momentum)(x)
+        return layers.BatchNormalization(axis=channel_axis(), epsilon=bn_eps, momentum=bn_momentum)(
+            x
+        )
 
-    inputs = keras.Input(shape=input_shape)
-    x = inputs
-    for filters in BLOCK_FILTERS:  # CONV => RELU => BN => CONV => RELU => BN => POOL => DO
-        for _ in range(2):
-            x = layers.Conv2D(
-                filters,
-                (3, 3),
-                padding="same",
-                kernel_regularizer=_l2(reg),
-                data_format=_CHANNELS_LAST,
-            )(x)
-            x = layers.Activation("relu")(x)
-            x = bn(x)
-        x = layers.MaxPooling2D(pool_size=(2, 2), data_format=_CHANNELS_LAST)(x)
-        x = layers.Dropout(CONV_DROPOUT)(x)
+    with channel_order(check_channels("MiniVGGNet", channels)):
+        inputs = keras.Input(shape=input_shape)
+        x = to_model_order(inputs)
+        for filters in BLOCK_FILTERS:  # CONV => RELU => BN => CONV => RELU => BN => POOL => DO
+            for _ in range(2):
+                x = layers.Conv2D(
+                    filters,
+                    (3, 3),
+                    padding="same",
+                    kernel_regularizer=_l2(reg),
+                    data_format=data_format(),
+                )(x)
+                x = layers.Activation("relu")(x)
+                x = bn(x)
+            x = layers.MaxPooling2D(pool_size=(2, 2), data_format=data_format())(x)
+            x = layers.Dropout(CONV_DROPOUT)(x)
 
-    # FC => RELU => BN => DO, then the softmax classifier
-    x = layers.Flatten(data_format=_CHANNELS_LAST)(x)
-    x = layers.Dense(FC_UNITS, kernel_regularizer=_l2(reg))(x)
-    x = layers.Activation("relu")(x)
-    x = bn(x)
-    x = layers.Dropout(FC_DROPOUT)(x)
-    x = layers.Dense(classes, kernel_regularizer=_l2(reg))(x)
-    outputs = layers.Activation("softmax")(x)
-    return keras.Model(inputs, outputs, name="minivggnet")
+        # FC => RELU => BN => DO, then the softmax classifier
+        x = layers.Flatten(data_format=data_format())(x)
+        x = layers.Dense(FC_UNITS, kernel_regularizer=_l2(reg))(x)
+        x = layers.Activation("relu")(x)
+        x = bn(x)
+        x = layers.Dropout(FC_DROPOUT)(x)
+        x = layers.Dense(classes, kernel_regularizer=_l2(reg))(x)
+        outputs = layers.Activation("softmax")(x)
+        return keras.Model(inputs, outputs, name="minivggnet")
 
 
 __all__ = ["PRESETS", "minivggnet"]
