@@ -21,7 +21,8 @@ run: $(STAMP)
 	$(PY) run_grid.py grids/quickstart.yaml
 
 # Import every data set archive found in $(SHARED_DATA) into the data cache ($$CVLAB_DATA, else
-# data/): the real-data tests and notebooks read them from there. Re-running skips what is in.
+# data/), and its style/ and content/ picture folders as style-images and content-photos: the
+# real-data tests and notebooks read them from there. Re-running skips what is in.
 SHARED_DATA ?= ../shared/data
 import-shared: $(STAMP)
 	@if [ -d "$(SHARED_DATA)" ]; then \
@@ -31,6 +32,11 @@ import-shared: $(STAMP)
 	    $(PY) -c 'import sys; from cvlab.data.catalog import entry; entry(sys.argv[1])' "$$name" 2>/dev/null \
 	      || { echo "skipping $$f: cvlab's catalog has no data set named $$name"; continue; }; \
 	    $(VENV)/bin/cvlab data import "$$name" "$$f" --quiet || exit 1; \
+	  done; \
+	  for pair in style:style-images content:content-photos; do \
+	    folder="$(SHARED_DATA)/$${pair%%:*}"; \
+	    [ -d "$$folder" ] || { echo "skipping $$folder: not there"; continue; }; \
+	    $(VENV)/bin/cvlab data import "$${pair#*:}" "$$folder" --quiet || exit 1; \
 	  done; \
 	  $(VENV)/bin/cvlab data list; \
 	else echo "no $(SHARED_DATA): nothing to import (real-data tests will be skipped)"; fi

@@ -186,7 +186,7 @@ def test_unsafe_and_broken_archives(tmp_path, cache):
 def test_archive_aliases_and_unknown_names(tmp_path, cache):
     assert catalog.entry("tiny-imagenet-200").name == "tiny-imagenet"
     assert catalog.entry("cifar-10-python").name == "cifar10"
-    with pytest.raises(KeyError, match=r"choose one of: cifar10, dogs-vs-cats"):
+    with pytest.raises(KeyError, match=r"choose one of: cifar10, content-photos, dogs-vs-cats"):
         catalog.entry("mnist")
 
 

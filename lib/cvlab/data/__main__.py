@@ -96,11 +96,20 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _print_import(result) -> None:
     from cvlab.data.cache import data_root
+    from cvlab.data.catalog import entry
 
     verb = "already installed (same source; --force re-imports)" if result.skipped else "installed"
     print(f"{result.survey.describe()}\n  {verb}: {result.target}")
-    if not result.skipped:
-        print(f"  load it with cvlab.data.load({result.survey.name!r}) (data cache: {data_root()})")
+    if result.skipped:
+        return
+    name = result.survey.name
+    if entry(name).indexer:  # a folder of pictures, not a labelled data set
+        print(
+            f"  load one with cvlab.data.pictures.load_picture({name!r}, NAME), or name it "
+            f"'{name}/NAME' in a notebook's parameters (data cache: {data_root()})"
+        )
+    else:
+        print(f"  load it with cvlab.data.load({name!r}) (data cache: {data_root()})")
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

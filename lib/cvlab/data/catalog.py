@@ -37,6 +37,8 @@ class CatalogEntry:
     classes: int | None = None  # the class count a correct copy has (None: any)
     # options that make the indexer report the data set's own splits (nothing carved)
     survey_options: dict[str, Any] = field(default_factory=dict)
+    # "module:function" that indexes the layout, for sets `cvlab.data.index` does not name
+    indexer: str = ""
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -89,6 +91,28 @@ CATALOG: dict[str, CatalogEntry] = {
             "ImageNet sample (one image per class)",
             "labels.csv (columns file,wnid,index) beside <wnid>_<name>.JPEG files",
             no_download="it has no official source: use the imagenet-sample archive you were given",
+        ),
+        CatalogEntry(
+            "style-images",
+            "style images (paintings for style transfer)",
+            "a folder of JPEG pictures: <name>.jpg, one painting per file",
+            aliases=("style",),
+            no_download=(
+                "it is a folder of pictures of your choice: the team's paintings are in "
+                "../shared/data/style"
+            ),
+            indexer="cvlab.data.pictures:index_style_images",
+        ),
+        CatalogEntry(
+            "content-photos",
+            "content photographs (for style transfer and DeepDream)",
+            "a folder of JPEG pictures: <name>.jpg, one photograph per file",
+            aliases=("content",),
+            no_download=(
+                "it is a folder of pictures of your choice: the team's photographs are in "
+                "../shared/data/content"
+            ),
+            indexer="cvlab.data.pictures:index_content_photos",
         ),
     ]
 }

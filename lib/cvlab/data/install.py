@@ -9,6 +9,8 @@ interrupted import leaves the cache as it was.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib
 import json
 import os
 import shutil
@@ -91,8 +93,13 @@ def survey(name: str, directory: str | Path | None = None) -> Survey:
     import cvlab.data
 
     item = entry(name)
+    if item.indexer:  # a set that cvlab.data.index does not name (folders of pictures)
+        module, func = item.indexer.split(":")
+        indexer = getattr(importlib.import_module(module), func)
+    else:
+        indexer = functools.partial(cvlab.data.index, item.name)
     try:
-        index = cvlab.data.index(item.name, directory=directory, **item.survey_options)
+        index = indexer(directory=directory, **item.survey_options)
     except DatasetLayoutError as exc:
         if item.name == "cifar10" and "pickles" in str(exc):
             return _survey_cifar_pickles(None if directory is None else Path(directory))
