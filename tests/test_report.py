@@ -192,3 +192,27 @@ def test_seed_view_and_error_bars(browser, report):
     by_x = page.locator("#grid-panel figure.rank-by-param", has_text="score by x")
     assert by_x.locator("path.error-bar").count() == 3  # one per x, over its 3 seeds
     assert problems == []
+
+
+def test_run_grid_writes_the_report_after_the_grid(tmp_path, capsys):
+    write_notebook(LIGHT_CELLS, tmp_path / "light.ipynb")
+    spec = {
+        "notebook": "light.ipynb",
+        "grid": {"x": [1, 2]},
+        "rank_by": {"metric": "val_loss:best", "mode": "min"},
+    }
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(spec))
+    out, folder = tmp_path / "out", tmp_path / "shared"
+    args = [str(tmp_path / "g.yaml"), "--out", str(out), "--quiet", "--report", str(folder)]
+    assert grid_main(args) == 0
+    printed = capsys.readouterr()
+    assert "Report: file://" in printed.out
+    assert "is not a number any run logged" not in printed.err  # `:best` names a logged metric
+    assert "val_loss:best=0.75" in printed.out  # x=2: 1.5 / (2 * 2) at epoch 2
+    assert len(list((folder / "experiments" / "g").glob("*/run.html"))) == 2
+    csv = pd.read_csv(folder / "logs" / "leaderboard.csv")
+    assert list(csv.sort_values("rank_value")["rank_value"]) == [0.375, 0.75]
+    # a folder the report may not use: the runs are kept, the command says so and exits 1
+    bad = out / "experiments" / "report"
+    assert grid_main([*args[:-1], str(bad)]) == 1
+    assert "would overwrite them" in capsys.readouterr().err

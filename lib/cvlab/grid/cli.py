@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
+from cvlab.atomic_io import DiskFullError
 from cvlab.errors import GridSpecError
-from cvlab.grid.expand import RunFilterError, RunPlan, expand, filter_plans
+from cvlab.grid.expand import RunFilterError, RunPlan, expand, filter_plans, run_count
+from cvlab.grid.lock import GridLock, GridLockedError
+from cvlab.grid.preflight import OutputFolderError, check_output_folder
 from cvlab.grid.prewarm import prewarm_statements
 from cvlab.grid.publisher import RunPublisher, runs_missing_html
-from cvlab.grid.scheduler import run_plans
+from cvlab.grid.scheduler import DaskUnavailableError, make_executor, run_plans
 from cvlab.grid.spec import ValidatedGrid, load_grid_spec
+from cvlab.runs.epoch_metrics import resolve_metric
 from cvlab.runs.record import FINISHED_STATUSES, RunRecord, utc_now
 from cvlab.workspace import Workspace
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# A grid that expands to more runs than this needs --max-runs (a typo can multiply a grid);
+# beyond HARD_RUN_LIMIT it is refused outright (its product would not even fit in memory).
+RUN_LIMIT, HARD_RUN_LIMIT = 1000, 100_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--max-runs", type=int, metavar="N", help="run at most N runs this time")
     parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="runs in parallel (processes)"
-    )
+        "--workers", type=int, default=1, metavar="N",
+        help="runs in parallel (local processes; with --scheduler local, Dask worker processes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="run on a Dask cluster: tcp://HOST:8786, or `local` for a local Dask cluster of "
+        "--workers processes (needs the [dask] extra; see docs/dask.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shared-out", action="store_true",
+        help="with --scheduler: workers write into --out themselves (a folder every worker sees "
+        "at the same path); default: workers send each run's files back to this driver",
+    )  # fmt: skip
     parser.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="per-run limit; overrides the grid's"
     )
@@ -48,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--leaderboard", action="store_true", help="only rebuild the leaderboard page"
     )
+    parser.add_argument(
+        "--report", metavar="DIR",
+        help="after the grid, write a self-contained copy of its results to DIR (page, figures, "
+        "executed notebooks as HTML, CSV) to share; same as `cvlab report GRID --out DIR`",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="do not echo epoch progress")
     parser.add_argument(
         "--no-prewarm", action="store_true",
@@ -136,9 +162,13 @@ def _warn_unranked(ws: Workspace, grid: ValidatedGrid, plans: list[RunPlan]) -> 
     for plan in plans:
         record = RunRecord.load_if_present(ws.run_dir(plan.grid, plan.run_id))
         if record is not None and record.status == "ok":
-            if isinstance(record.metrics.get(metric), int | float):
+            value = resolve_metric(
+                metric, record.metrics, record.epoch_metrics, grid.spec.rank_by.mode
+            )
+            if isinstance(value, int | float):
                 return
             logged.update(record.metrics)
+            logged.update(f"{name}:best" for name in record.epoch_metrics)
     if logged:
         print(
             f"warning: {grid.path}: rank_by.metric {metric!r} is not a number any run logged; "
@@ -162,6 +192,73 @@ def _prewarm_statements(grid: ValidatedGrid, enabled: bool) -> tuple[str, ...] |
     return scan.statements
 
 
+def _states(ws: Workspace, plans: list[RunPlan], force: bool, max_runs: int | None):
+    states = {p.run_id: run_state(ws, p) for p in plans}
+    todo = [p for p in plans if force or states[p.run_id] not in FINISHED_STATUSES]
+    return states, todo if max_runs is None else todo[:max_runs]
+
+
+def _size_problem(grid: ValidatedGrid, max_runs: int | None) -> str | None:
+    """Why the grid is too large to run as given, or None."""
+    count = run_count(grid)
+    if count > HARD_RUN_LIMIT:
+        return (
+            f"{grid.path}: the grid expands to {count:,} runs, more than {HARD_RUN_LIMIT:,}. "
+            "Fix: shorten the lists under `grid:` (or `seeds:`), or split it into several grids"
+        )
+    if count > RUN_LIMIT and max_runs is None:
+        return (
+            f"{grid.path}: the grid expands to {count:,} runs, more than {RUN_LIMIT:,}. "
+            f"Fix: give --max-runs N to run N of them now (the rest on the next calls), or "
+            "shorten the lists under `grid:`"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM interrupts the grid as Ctrl-C does (finished runs kept, the others recorded
+    `interrupted`); a second signal during that clean-up is noted, not obeyed, so the clean-up
+    completes (SIGKILL still stops the driver, and the next call resumes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def interrupt(signum, frame):
+        for sig in old:  # from now on: clean up, whatever comes
+            signal.signal(sig, lambda *_: print("still cleaning up...", file=sys.stderr))
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in old:
+        signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _write_report(ws: Workspace, grid: str, folder: str) -> int:
+    """`--report DIR`: the grid's shareable copy; a refused folder is an error (exit 1), the
+    runs themselves are kept either way."""
+    from cvlab.report.static_report import ReportError, write_report
+
+    try:
+        index = write_report([grid], folder, source=ws.root)
+    except ReportError as exc:
+        print(f"error: --report: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    print(f"Report: {index.as_uri()}")
+    return EXIT_OK
+
+
+def _bad_input(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    print("Nothing was run.", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ws = Workspace.at(args.out)
@@ -178,46 +275,92 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--workers must be at least 1 and --max-runs at least 0")
     if args.timeout is not None and not 0 < args.timeout < float("inf"):
         build_parser().error("--timeout must be a positive number of seconds")
+    if args.shared_out and not args.scheduler:
+        build_parser().error("--shared-out goes with --scheduler (local runs write into --out)")
 
     try:
         grid = load_grid_spec(args.grid)
+        if (problem := _size_problem(grid, args.max_runs)) is not None:
+            return _bad_input(problem)
         plans = filter_plans(expand(grid, timeout=args.timeout), args.only)
     except (GridSpecError, RunFilterError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        print("Nothing was run.", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(str(exc))
 
-    states = {p.run_id: run_state(ws, p) for p in plans}
-    todo = [p for p in plans if args.force or states[p.run_id] not in FINISHED_STATUSES]
-    if args.max_runs is not None:
-        todo = todo[: args.max_runs]
     if args.dry_run:
+        states, todo = _states(ws, plans, args.force, args.max_runs)
         print(f"grid {grid.name}: {len(plans)} runs, {len(todo)} to run (notebook {grid.notebook})")
         print(_table(plans, states, todo))
         return EXIT_OK
+
+    try:
+        check_output_folder(ws)
+        lock = GridLock(ws, grid.name).acquire()
+    except (OutputFolderError, GridLockedError, DiskFullError) as exc:
+        return _bad_input(str(exc))
+    try:
+        with _signals_interrupt():
+            status = _run_grid(args, ws, grid, plans)
+        if args.report and status != EXIT_INTERRUPTED:
+            status = max(status, _write_report(ws, grid.name, args.report))
+        return status
+    except DiskFullError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(
+            "Finished runs are kept; run the same command again once there is room.",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAILED
+    finally:
+        lock.release()
+
+
+def _run_grid(args, ws: Workspace, grid: ValidatedGrid, plans: list[RunPlan]) -> int:
+    """Run what is left of the grid, holding its lock."""
+    # Read under the lock: a driver that just finished may have completed some.
+    states, todo = _states(ws, plans, args.force, args.max_runs)
+    prewarm = _prewarm_statements(grid, enabled=not args.no_prewarm)
+    try:
+        executor = make_executor(
+            ws.root,
+            args.workers if todo else 1,
+            echo=not args.quiet,
+            prewarm=prewarm,
+            scheduler=args.scheduler if todo else None,  # nothing to run: no cluster to reach
+            shared_out=args.shared_out,
+        )
+    except DaskUnavailableError as exc:
+        return _bad_input(str(exc))
 
     from tqdm import tqdm
 
     from cvlab.report.store import LeaderboardStore
 
-    store = LeaderboardStore(ws.leaderboard_db)
-    _register(store, grid, ws)
-    todo_ids = {p.run_id for p in todo}
-    earlier = [
-        RunRecord.load_if_present(ws.run_dir(p.grid, p.run_id))
-        for p in plans
-        if p.run_id not in todo_ids
-    ]
-    store.upsert([r for r in earlier if r is not None])
-    prewarm = _prewarm_statements(grid, enabled=not args.no_prewarm)
-    # Each finished run's HTML, leaderboard row and CSV come from this background worker; it
-    # also makes the HTML a stopped driver left missing for runs that are not re-run now.
-    publisher = RunPublisher(ws)
+    try:
+        store = LeaderboardStore(ws.leaderboard_db)
+        _register(store, grid, ws)
+        todo_ids = {p.run_id for p in todo}
+        earlier = [
+            RunRecord.load_if_present(ws.run_dir(p.grid, p.run_id))
+            for p in plans
+            if p.run_id not in todo_ids
+        ]
+        store.upsert([r for r in earlier if r is not None])
+        # Each finished run's HTML, leaderboard row and CSV come from this background worker;
+        # it also makes the HTML a stopped driver left missing for runs not re-run now.
+        publisher = RunPublisher(ws)
+    except BaseException:
+        executor.close(interrupted=True)  # a local Dask cluster must not outlive the driver
+        raise
     for record in runs_missing_html(ws, [r for r in earlier if r is not None]):
         publisher.submit(record)
 
     skipped = len(plans) - len(todo)
     print(f"grid {grid.name}: {len(plans)} runs, {len(todo)} to run, {skipped} already finished")
+    resumed = [p for p in todo if states[p.run_id] == "interrupted"]
+    if resumed:
+        names = ", ".join(f"{p.name} [{p.run_id}]" for p in resumed[:10])
+        more = f" and {len(resumed) - 10} more" if len(resumed) > 10 else ""
+        print(f"{len(resumed)} interrupted by a stopped driver, resumed now: {names}{more}")
     counts: Counter[str] = Counter()
     interrupted = False
     grid_log_path = ws.grid_log(grid.name)
@@ -225,12 +368,19 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=len(todo), desc=grid.name, unit="run", dynamic_ncols=True)
     with open(grid_log_path, "a", encoding="utf-8") as grid_log:
         grid_log.write(f"=== {utc_now().isoformat()} start: {len(todo)} of {len(plans)} runs\n")
-        runs = run_plans(todo, ws.root, args.workers, echo=not args.quiet, prewarm=prewarm)
+        if resumed:
+            grid_log.write(f"resuming {len(resumed)} interrupted runs\n")
+        runs = run_plans(todo, ws.root, executor=executor)
         try:
             for record in runs:
                 publisher.submit(record)
                 counts[record.status] += 1
-                metric = record.metrics.get(grid.spec.rank_by.metric)
+                metric = resolve_metric(
+                    grid.spec.rank_by.metric,
+                    record.metrics,
+                    record.epoch_metrics,
+                    grid.spec.rank_by.mode,
+                )
                 line = f"{record.name} [{record.run_id}]: {record.status}"
                 line += (
                     f", {grid.spec.rank_by.metric}={metric:.4g}"
@@ -250,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             grid_log.write("interrupted\n")
         finally:
             runs.close()  # stops the workers and kills any warm spare kernel
+            executor.close(interrupted=True)  # in case the loop never started: no-op otherwise
             bar.close()
             if interrupted:
                 for record in _settle_unfinished(ws, todo):

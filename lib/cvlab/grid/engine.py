@@ -8,11 +8,16 @@ sockets open, and it cleans up only once its client is connected.
 
 from __future__ import annotations
 
+import os
+
 from jupyter_core.utils import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
+from papermill.iorw import LocalHandler, papermill_io
 from papermill.log import logger
-from papermill.utils import merge_kwargs, remove_args
+from papermill.utils import chdir, merge_kwargs, remove_args
+
+from cvlab.atomic_io import write_text_atomic
 
 ENGINE = "cvlab"
 
@@ -65,3 +70,25 @@ class CvlabEngine(NBClientEngine):
 
 
 papermill_engines.register(ENGINE, CvlabEngine)
+
+
+class AtomicLocalHandler(LocalHandler):
+    """papermill's local file handler, writing each save of the output notebook atomically:
+    papermill saves `run.ipynb` after every cell, and a driver killed during a save must leave
+    the previous save, not half a notebook."""
+
+    def write(self, buf, path):
+        with chdir(self._cwd):
+            if not os.path.isdir(os.path.dirname(path) or "."):
+                raise FileNotFoundError(f"output folder {os.path.dirname(path)} doesn't exist.")
+            write_text_atomic(os.path.abspath(path), buf)
+
+
+def _install_atomic_local_handler() -> None:
+    handlers = papermill_io._handlers  # papermill keeps them in this list; no public replace
+    for i, (scheme, handler) in enumerate(handlers):
+        if scheme == "local" and not isinstance(handler, AtomicLocalHandler):
+            handlers[i] = (scheme, AtomicLocalHandler())
+
+
+_install_atomic_local_handler()

@@ -91,15 +91,7 @@ class _Watchdog:
                 timer.start()
 
     def _signal(self, sig: int) -> None:
-        pid = kernel_pid(self.holder.get("km"))
-        if pid:
-            # The kernel leads its own process group: signal it with whatever it started
-            # (data-loader workers, pools), falling back to the kernel alone.
-            try:
-                os.killpg(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
+        _signal_kernel(self.holder, sig)
 
     def _interrupt(self) -> None:
         self.fired = True
@@ -111,6 +103,43 @@ class _Watchdog:
     def cancel(self) -> None:
         for timer in self._timers:
             timer.cancel()
+
+
+# Runs executing in this process (run id -> watchdog holder), so that a Dask worker can interrupt
+# them when their driver stops: a task running in a worker thread cannot be cancelled otherwise.
+_ACTIVE: dict[str, dict] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def interrupt_active_runs(run_ids: set[str] | None = None) -> list[str]:
+    """Interrupt the kernels of the runs executing in this process (those of `run_ids`, or all):
+    each ends `interrupted`, its notebook saved up to the cell that was cut. Returns their ids."""
+    with _ACTIVE_LOCK:
+        chosen = {k: v for k, v in _ACTIVE.items() if run_ids is None or k in run_ids}
+    for holder in chosen.values():
+        holder["cancelled"] = True
+        _signal_kernel(holder, signal.SIGINT)
+    return sorted(chosen)
+
+
+def _signal_kernel(holder: dict, sig: int) -> None:
+    pid = kernel_pid(holder.get("km"))
+    if pid:
+        # The kernel leads its own process group: signal it with whatever it started
+        # (data-loader workers, pools), falling back to the kernel alone.
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def notebook_label(notebook: Path, workspace: Workspace) -> str:
+    """How a record names its notebook: relative to the output folder when inside it."""
+    try:
+        return str(notebook.relative_to(workspace.root))
+    except ValueError:
+        return str(notebook)
 
 
 def _reset_run_dir(run_dir: Path) -> None:
@@ -126,15 +155,11 @@ def prepare_record(plan: RunPlan, workspace: Workspace) -> RunRecord:
     run_dir = workspace.run_dir(plan.grid, plan.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     _reset_run_dir(run_dir)
-    try:
-        notebook = str(plan.notebook.relative_to(workspace.root))
-    except ValueError:
-        notebook = str(plan.notebook)
     record = RunRecord(
         run_id=plan.run_id,
         name=plan.name,
         grid=plan.grid,
-        notebook=notebook,
+        notebook=notebook_label(plan.notebook, workspace),
         params=dict(plan.params),
         seed=plan.seed,
         status="running",
@@ -174,6 +199,7 @@ def execute_run(
     *,
     kernel: KernelLease | None = None,
     export_html: bool = True,
+    kernel_env: dict[str, str] | None = None,
 ) -> RunRecord:
     """Run `plan` with papermill and return its final record (also written to `record.json`).
 
@@ -182,9 +208,11 @@ def execute_run(
     The executed notebook is kept in every case, and its HTML unless `export_html` is False (the
     grid driver exports it in the background). `kernel`: a lease from a KernelPool; its warm
     kernel, if any, runs this notebook and no other (a lease without one means a cold start).
+    `kernel_env`: variables added to a cold kernel's environment (a warm kernel was started
+    with them already: see KernelSpec.current).
     """
     try:
-        return _execute_run(plan, workspace_root, echo, kernel, export_html)
+        return _execute_run(plan, workspace_root, echo, kernel, export_html, kernel_env)
     finally:
         if kernel is not None and kernel.warm is not None:
             # nbclient has shut the kernel down already, unless papermill never reached it.
@@ -197,6 +225,7 @@ def _execute_run(
     echo: bool,
     kernel: KernelLease | None,
     export_html: bool,
+    kernel_env: dict[str, str] | None = None,
 ) -> RunRecord:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -215,6 +244,8 @@ def _execute_run(
     error: RunError | None = None
     prepare_kernel_environment()
     holder: dict = {}
+    with _ACTIVE_LOCK:
+        _ACTIVE[plan.run_id] = holder
     watchdog = _Watchdog(holder, plan.timeout)
     interrupted: BaseException | None = None
     with (
@@ -234,7 +265,9 @@ def _execute_run(
         else:
             kernel_options = {
                 "kernel_manager_class": ipc_kernel_manager_class(
-                    socket_dir, on_create=lambda km: holder.__setitem__("km", km)
+                    socket_dir,
+                    on_create=lambda km: holder.__setitem__("km", km),
+                    extra_env=kernel_env,
                 )
             }
         tee = _Tee(log, f"[{plan.name}]" if echo else None)
@@ -262,6 +295,11 @@ def _execute_run(
                 message=strip_ansi(exc.evalue),
                 traceback=traceback_tail(exc.traceback),
             )
+            if holder.get("cancelled") and not watchdog.fired:
+                status = "interrupted"  # its driver stopped (interrupt_active_runs)
+                error = RunError(
+                    type="KeyboardInterrupt", message="the grid runner was interrupted"
+                )
         except KeyboardInterrupt as exc:
             status, interrupted = "interrupted", exc
             error = RunError(type="KeyboardInterrupt", message="the grid runner was interrupted")
@@ -274,6 +312,8 @@ def _execute_run(
             )
         finally:
             watchdog.cancel()  # nbclient has shut the kernel down by now
+            with _ACTIVE_LOCK:
+                _ACTIVE.pop(plan.run_id, None)
         if status == "timeout" and error is not None:
             error.message = (
                 f"run exceeded its {plan.timeout:g} s timeout ({error.type}: {error.message})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,15 @@ def _short(value: Any) -> str:
 def readable_name(params: dict[str, Any], keys: list[str]) -> str:
     """`lr=0.01,opt=sgd` from the parameters that vary across the grid."""
     return ",".join(f"{k}={_short(params[k])}" for k in keys if k in params) or "default"
+
+
+def run_count(grid: ValidatedGrid) -> int:
+    """How many runs `expand` makes at most (before duplicates are dropped), without making
+    them: a grid of many long lists must be refused before its product is built."""
+    spec = grid.spec
+    combos = math.prod(len(v) for v in spec.grid.values()) if spec.grid else 0
+    combos += len(spec.runs or [])
+    return max(combos, 1) * max(len(spec.seeds or []), 1)
 
 
 def expand(grid: ValidatedGrid, timeout: float | None = None) -> list[RunPlan]:

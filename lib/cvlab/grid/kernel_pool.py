@@ -44,10 +44,18 @@ class KernelSpec:
     env: tuple[tuple[str, str], ...] = field(repr=False)
 
     @classmethod
-    def current(cls, kernel_name: str, cwd: str | Path, statements: tuple[str, ...]) -> KernelSpec:
-        """The spec of a kernel started now, from this process's environment."""
+    def current(
+        cls,
+        kernel_name: str,
+        cwd: str | Path,
+        statements: tuple[str, ...],
+        extra_env: dict[str, str] | None = None,
+    ) -> KernelSpec:
+        """The spec of a kernel started now, from this process's environment (plus `extra_env`,
+        as a cold start with the same `extra_env` gets)."""
         prepare_kernel_environment()
-        return cls(kernel_name, str(cwd), tuple(statements), tuple(sorted(os.environ.items())))
+        env = {**os.environ, **(extra_env or {})}
+        return cls(kernel_name, str(cwd), tuple(statements), tuple(sorted(env.items())))
 
 
 @dataclass
@@ -182,6 +190,10 @@ class KernelPool:
         self._reported_failures: set[str] = set()
         self._closing = threading.Event()  # cuts short a spare's imports when the pool closes
         self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def prepare(self, spec: KernelSpec) -> None:
         """Start a spare for `spec` in the background, unless one is already on its way."""

@@ -21,9 +21,15 @@ def prepare_kernel_environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def ipc_kernel_manager_class(socket_dir: str, on_create: Callable[[object], None] | None = None):
+def ipc_kernel_manager_class(
+    socket_dir: str,
+    on_create: Callable[[object], None] | None = None,
+    extra_env: dict[str, str] | None = None,
+):
     """An AsyncKernelManager class that talks to its kernel over local IPC sockets in
-    `socket_dir` instead of TCP ports; `on_create` receives each instance (for the watchdog)."""
+    `socket_dir` instead of TCP ports; `on_create` receives each instance (for the watchdog);
+    `extra_env` is added to the environment of the kernels it starts (e.g. the GPU a run may see:
+    one environment per kernel, since runs in threads of one worker share `os.environ`)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IpcKernelManager(AsyncKernelManager):
@@ -33,6 +39,11 @@ def ipc_kernel_manager_class(socket_dir: str, on_create: Callable[[object], None
             self.ip = os.path.join(socket_dir, "kernel")
             if on_create is not None:
                 on_create(self)
+
+        async def start_kernel(self, **kw):
+            if extra_env:
+                kw["env"] = {**(kw.get("env") or os.environ), **extra_env}
+            return await super().start_kernel(**kw)
 
     return IpcKernelManager
 

@@ -6,6 +6,7 @@ Every problem is collected (not just the first) and reported once with file, fie
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,6 +368,197 @@ def parameter_problems(
     return problems
 
 
+# Parameters whose values are names in a cvlab registry, by parameter name: a typo in a grid is
+# caught before any run starts, with the known names and the closest one.
+_MODEL_PARAMS = {"model", "model_name", "backbone", "transfer_backbone", "architecture"}
+_DATASET_PARAMS = {"dataset", "data_set"}
+# Parameters that hold a data directory (also `directory` inside `dataset_options`).
+_DIRECTORY_PARAMS = {"data_dir", "data_directory", "dataset_dir"}
+
+
+def _registry_of(param: str) -> tuple[str, list[str], bool] | None:
+    """(kind, known names, case-insensitive) for a parameter that names a registry entry."""
+    if param in _MODEL_PARAMS:
+        import cvlab.models
+
+        return "model", cvlab.models.names(), False
+    if param in _DATASET_PARAMS:
+        import cvlab.data
+
+        return "data set", cvlab.data.names(), False
+    if param == "optimizer" or param.endswith("_optimizer"):
+        from cvlab.train.optimizers import OPTIMIZERS
+
+        return "optimizer", sorted(OPTIMIZERS), True
+    if param == "schedule" or param.endswith("_schedule"):
+        from cvlab.train.schedules import SCHEDULES
+
+        return "schedule", sorted(SCHEDULES), True
+    return None
+
+
+def _unknown_name(kind: str, value: str, known: list[str], fold: bool) -> str | None:
+    if (value.lower() if fold else value) in known:
+        return None
+    close = difflib.get_close_matches(value.lower() if fold else value, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {value!r}{hint}; known {kind}s: {', '.join(known)}"
+
+
+def _uses_registry(default: Any, kind: str, known: list[str], fold: bool) -> bool:
+    """Whether the notebook's default says the parameter takes a registry name: a notebook
+    whose `optimizer` defaults to something of its own (e.g. "lbfgs") is not checked."""
+    if default is None or default is ...:
+        return True
+    if kind == "schedule" and isinstance(default, dict):
+        return True
+    return isinstance(default, str) and (default.lower() if fold else default) in known
+
+
+def name_problems(
+    file: str, raw: dict[str, Any], parameters: dict[str, NotebookParameter]
+) -> list[SpecProblem]:
+    """Model, data set, optimizer and schedule names that no cvlab registry knows."""
+    params, grid, runs, _ = _sections(raw)
+    problems: list[SpecProblem] = []
+
+    def check(field_name: str, name: str, values: list[Any]) -> None:
+        registry = _registry_of(name)
+        if registry is None or name not in parameters:
+            return
+        kind, known, fold = registry
+        if not _uses_registry(parameters[name].default, kind, known, fold):
+            return
+        for value in values:
+            if kind == "schedule" and isinstance(value, dict):
+                from cvlab.train.schedules import ScheduleError, parse_schedule
+
+                try:
+                    parse_schedule(value)
+                except ScheduleError as exc:
+                    problems.append(
+                        SpecProblem(
+                            file,
+                            field_name,
+                            str(exc).replace("\n", " "),
+                            f"write e.g. {{name: step, factor: 0.25, every: 5}}; "
+                            f"schedules: {', '.join(known)}",
+                        )
+                    )
+                    return
+                continue
+            if not isinstance(value, str):
+                continue
+            why = _unknown_name(kind, value, known, fold)
+            if why:
+                problems.append(
+                    SpecProblem(file, field_name, why, f"use one of the known {kind} names")
+                )
+                return
+
+    for name, value in params.items():
+        check(f"params.{name}", name, [value])
+    for name, values in grid.items():
+        check(f"grid.{name}", name, values)
+    for i, run in enumerate(runs):
+        for name, value in run.items():
+            check(f"runs[{i}].{name}", name, [value])
+    return problems
+
+
+def _dataset_of(scope: dict[str, Any], raw: dict[str, Any], parameters) -> str | None:
+    """The one data set a run scope uses (its own, else the grid's single one, else the
+    notebook default), or None when several are possible."""
+    params, grid, _, _ = _sections(raw)
+    for key in _DATASET_PARAMS:
+        for source in (scope, params):
+            if isinstance(source.get(key), str):
+                return source[key]
+        if key in grid:
+            values = {v for v in grid[key] if isinstance(v, str)}
+            return values.pop() if len(values) == 1 else None
+        if key in parameters and isinstance(parameters[key].default, str):
+            return parameters[key].default
+    return None
+
+
+def data_directory_problems(
+    file: str, raw: dict[str, Any], parameters: dict[str, NotebookParameter], notebook: Path
+) -> list[SpecProblem]:
+    """Data directories (`data_dir`, `dataset_options.directory`) that do not exist, or that
+    the data set's own loader cannot read (its message names the file it expected)."""
+    params, grid, runs, _ = _sections(raw)
+    problems: list[SpecProblem] = []
+    checked: set[tuple[str, str | None]] = set()
+
+    def directories(name: str, value: Any) -> list[str]:
+        if name in _DIRECTORY_PARAMS and isinstance(value, str):
+            return [value]
+        if name == "dataset_options" and isinstance(value, dict):
+            found = value.get("directory")
+            return [found] if isinstance(found, str) else []
+        return []
+
+    def check(field_name: str, name: str, value: Any, scope: dict[str, Any]) -> None:
+        if name not in parameters:
+            return
+        for directory in directories(name, value):
+            dataset = _dataset_of(scope, raw, parameters)
+            if (directory, dataset) in checked:
+                continue
+            checked.add((directory, dataset))
+            where = (notebook.parent / directory).resolve()  # the kernel runs in that folder
+            if not where.is_dir():
+                problems.append(
+                    SpecProblem(
+                        file,
+                        field_name,
+                        f"data directory {directory!r} does not exist (looked at {where}; "
+                        f"relative paths start at the notebook's folder, {notebook.parent})",
+                        "correct the path, or import the data set with `cvlab data import`",
+                    )
+                )
+                continue
+            problem = _layout_problem(dataset, where)
+            if problem:
+                problems.append(
+                    SpecProblem(
+                        file,
+                        field_name,
+                        f"data directory {directory!r} ({where}) is not a {dataset} layout: "
+                        f"{problem}",
+                        "arrange the files as the expected layout says, or correct the path",
+                    )
+                )
+
+    for name, value in params.items():
+        check(f"params.{name}", name, value, {})
+    for name, values in grid.items():
+        for value in values:
+            check(f"grid.{name}", name, value, {})
+    for i, run in enumerate(runs):
+        for name, value in run.items():
+            check(f"runs[{i}].{name}", name, value, run)
+    return problems
+
+
+def _layout_problem(dataset: str | None, directory: Path) -> str | None:
+    """What the data set's loader says about `directory`, or None if it reads it (or there is
+    no file-based data set to check it against)."""
+    import cvlab.data
+    from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
+
+    if dataset is None or dataset not in cvlab.data.file_based_names():
+        return None
+    try:
+        cvlab.data.index(dataset, directory=directory)
+    except (DatasetLayoutError, DatasetNotFoundError) as exc:
+        return " ".join(str(exc).split())
+    except Exception:  # noqa: BLE001 - options the loader needs at run time; not a layout fault
+        return None
+    return None
+
+
 def load_grid_spec(path: str | Path) -> ValidatedGrid:
     """Read and validate a grid YAML file; raise GridSpecError listing every problem."""
     path = Path(path)
@@ -391,6 +583,20 @@ def load_grid_spec(path: str | Path) -> ValidatedGrid:
         ) from exc
     try:
         raw = parse_yaml(text)
+    except yaml.constructor.ConstructorError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise GridSpecError(
+            [
+                SpecProblem(
+                    file,
+                    where,
+                    f"YAML tag refused ({exc.problem}): grid files are read with YAML's safe "
+                    "loader, which builds plain values only, never Python objects",
+                    "write the value as a plain string, number, list or mapping",
+                )
+            ]
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
@@ -457,6 +663,8 @@ def load_grid_spec(path: str | Path) -> ValidatedGrid:
             elif found:
                 parameters = found
                 problems += parameter_problems(file, raw, parameters, notebook)
+                problems += name_problems(file, raw, parameters)
+                problems += data_directory_problems(file, raw, parameters, notebook)
 
     if not isinstance(raw.get("name"), str) and not _GRID_NAME.match(path.stem):
         problems.append(
