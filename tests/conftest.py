@@ -128,3 +128,55 @@ def in_tmp_project(tmp_path: Path, monkeypatch) -> Path:
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# ---- headless Chromium for the page and report tests ---------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The test machines have no network: without these, Chromium keeps trying to reach Google.
+# --disable-dev-shm-usage: containers often have a tiny /dev/shm, which crashes the renderer.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+]  # fmt: skip
+
+
+def browser_unavailable(chromium: Path = CHROMIUM) -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed (pip install -e '.[dev]')"
+    if not chromium.is_file():
+        return f"{chromium} is missing (install it with .ci/install-browser.sh)"
+    return None
+
+
+def require_browser(chromium: Path = CHROMIUM) -> None:
+    """Skip without a browser, except on CI (CI=true), where a missing browser is a failure."""
+    reason = browser_unavailable(chromium)
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests cannot run on CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module, with a fresh profile."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        yield context
+        context.close()

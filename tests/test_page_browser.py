@@ -8,7 +8,6 @@ Without Playwright or /usr/bin/chromium these tests skip locally, and fail when 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -20,41 +19,12 @@ import yaml
 from cvlab.report.store import LeaderboardStore
 from cvlab.workspace import Workspace
 
-from conftest import LIGHT_CELLS
+from conftest import LIGHT_CELLS, require_browser
 from notebook_builder import write_notebook
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-# The test machines have no network: without these, Chromium keeps trying to reach Google.
-# --disable-dev-shm-usage: containers often have a tiny /dev/shm, which crashes the renderer.
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
-]  # fmt: skip
 SCREENSHOTS = REPO / "logs" / "page-browser"  # kept by CI as artifacts
 HOSTILE = "</script><script>window.pwned=1</script>"
-
-
-def browser_unavailable(chromium: Path = CHROMIUM) -> str | None:
-    """Why the browser tests cannot run here, or None when they can."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright is not installed (pip install -e '.[dev]')"
-    if not chromium.is_file():
-        return f"{chromium} is missing (install it with .ci/install-browser.sh)"
-    return None
-
-
-def require_browser(chromium: Path = CHROMIUM) -> None:
-    """Skip without a browser, except on CI (CI=true), where a missing browser is a failure."""
-    reason = browser_unavailable(chromium)
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser tests cannot run on CI: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def test_missing_browser_fails_on_ci_and_skips_elsewhere(monkeypatch, tmp_path):
@@ -68,25 +38,6 @@ def test_missing_browser_fails_on_ci_and_skips_elsewhere(monkeypatch, tmp_path):
 
 
 # ---- the leaderboard under test --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """One headless Chromium for the module, with a fresh profile."""
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        yield context
-        context.close()
 
 
 @pytest.fixture(scope="module")

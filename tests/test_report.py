@@ -10,7 +10,6 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 import pytest
 import yaml
-from test_page_browser import CHROMIUM, CHROMIUM_FLAGS, require_browser
 
 from cvlab.cli import main as cvlab_main
 from cvlab.grid.cli import main as grid_main
@@ -98,21 +97,6 @@ def _local_target(url: str, root: Path) -> Path | None:
         return None
     path = Path(unquote(parts.path))
     return path if path == root or root in path.parents else None
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile-report")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000},
-        )  # fmt: skip
-        yield context
-        context.close()
 
 
 def _open(browser, url: str, root: Path):
