@@ -68,6 +68,28 @@ def test_style_loss_uses_the_books_scale():
     assert float(style_loss(gram_matrix(style), style, (h, w))) == 0.0
 
 
+def test_style_loss_normalised_by_the_layer():
+    style = RNG.normal(size=(2, 3, 4)).astype("float32")
+    output = RNG.normal(size=(2, 3, 4)).astype("float32")
+    flat_s, flat_o = style.reshape(-1, 4).T, output.reshape(-1, 4).T
+    a, g = flat_s @ flat_s.T, flat_o @ flat_o.T
+    expected = np.sum((g - a) ** 2) / (4 * 4**2 * (2 * 3) ** 2)  # Gatys: 1 / (4 N² M²)
+    got = float(style_loss(gram_matrix(style), output, None))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_settings_keep_the_books_choices_on_vgg19():
+    book = Settings.book()
+    assert (book.gram_norm, book.bounded) == ("image", False)
+    assert (book.content_weight, book.style_weight, book.tv_weight) == (1.0, 100.0, 10.0)
+    offline = Settings()
+    assert (offline.gram_norm, offline.bounded) == ("layer", True)
+    assert all(layer.endswith("_bn") for layer in offline.style_layers)  # pre-ReLU6
+    assert Settings("vgg19", "block4_conv2", ["block1_conv1"]).gram_norm == "image"
+    with pytest.raises(ValueError, match="gram_norm"):
+        Settings(gram_norm="pixels")
+
+
 def test_total_variation_by_hand():
     image = RNG.uniform(0, 255, size=(1, 3, 4, 3)).astype("float32")
     x = image[0].astype("float64")
@@ -123,6 +145,26 @@ def test_total_loss_falls_over_the_iterations(optimizer):
     assert 5 <= numbers["evaluations"] <= 2 * 5 * 6 and numbers["seconds_per_iteration"] > 0
     for key in ("content_loss", "style_loss", "tv_loss"):
         assert np.isfinite(result.history[-1][key])
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_bounded_pixels_stay_in_range(optimizer):
+    """With `bounded` the optimised image itself (before any clipping to uint8) stays in
+    0-255, even under a style weight strong enough to push it out."""
+    from cvlab.generative.style_transfer import _AdamStep
+
+    content = RNG.uniform(0, 255, (16, 20, 3))
+    strong = Settings("small", "c3", ["c1", "c2"], 1.0, 1e8, 1e-6, "layer", True)
+    transfer = StyleTransfer(small_net(), content, content[::-1] * 0.5, strong)
+    start = transfer.content.copy()
+    if optimizer == "lbfgs":
+        raw, _, _ = transfer._lbfgs_round(start, start.shape, 8)
+    else:
+        step = _AdamStep(transfer, start, 50.0)
+        step.round(5)
+        raw = np.asarray(step.image[0])
+    assert raw.min() >= 0.0 and raw.max() <= 255.0
+    assert not np.allclose(raw, start)  # it did move
 
 
 def test_losses_of_the_content_photo_have_no_content_term():

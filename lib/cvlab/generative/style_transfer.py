@@ -12,7 +12,8 @@ The loss is the book's (ch. 15.2.2), term for term:
   content photo and for the generated image;
 * style: for each style layer, the Gram matrix (channel-by-channel inner products of the
   activations: which features fire together) of the painting and of the generated image, their
-  summed squared difference scaled by 1 / (2·3·h·w)², averaged over the layers;
+  summed squared difference scaled by 1 / (2·3·h·w)², averaged over the layers (on
+  efficientnet_lite0, `gram_norm="layer"`: scaled by each layer's own size instead);
 * total variation: sum over pixels of ((x[i,j]-x[i+1,j])² + (x[i,j]-x[i,j+1])²)^1.25, which
   punishes pixel noise.
 
@@ -71,14 +72,24 @@ def content_loss(content_features, output_features):
     return keras.ops.sum(keras.ops.square(output_features - content_features))
 
 
-def style_loss(style_gram, output_features, image_size: tuple[int, int]):
+def style_loss(style_gram, output_features, image_size: tuple[int, int] | None):
     """The book's styleReconLoss: sum((G - A)²) / (2·3·h·w)², with A the painting's Gram matrix
-    (given, computed once), G the generated image's and (h, w) the *image* size."""
+    (given, computed once), G the generated image's and (h, w) the *image* size.
+
+    `image_size=None` normalises by the layer instead, as Gatys et al. do:
+    sum((G - A)²) / (4·c²·(h·w)²) with (h, w, c) the *layer's* shape. The book's scale divides
+    every layer by the same number, so a layer at stride s weighs s⁴ less than one at full
+    resolution (its Gram sums s² fewer positions); per layer, every depth counts the same."""
     import keras
 
-    height, width = image_size
-    scale = 1.0 / float((2 * 3 * height * width) ** 2)
-    return scale * keras.ops.sum(keras.ops.square(gram_matrix(output_features) - style_gram))
+    ops = keras.ops
+    if image_size is not None:
+        height, width = image_size
+        scale = 1.0 / float((2 * 3 * height * width) ** 2)
+        return scale * ops.sum(ops.square(gram_matrix(output_features) - style_gram))
+    shape = ops.shape(output_features)
+    size = ops.cast(shape[0] * shape[1] * shape[2], "float32")
+    return ops.sum(ops.square(gram_matrix(output_features) - style_gram)) / (4.0 * size * size)
 
 
 def total_variation_loss(image):
@@ -102,13 +113,31 @@ class Settings:
     backbone: str = OFFLINE
     content_layer: str = STYLE_LAYERS[OFFLINE]["content"]
     style_layers: list[str] = field(default_factory=lambda: list(STYLE_LAYERS[OFFLINE]["style"]))
-    # efficientnet_lite0's ReLU6 activations (at most 6) are small beside VGG's, so its content
-    # and style terms are orders of magnitude smaller while the pixel-level TV term is not: with
-    # the book's 1 / 100 / 10 the TV term flattens the image to grey. These weights balance the
-    # three terms on this network (chelsea x Starry Night at 192 px, 20 iterations).
+    # efficientnet_lite0's weights, with its pre-ReLU6 style layers (features.STYLE_LAYERS) and
+    # each layer's Gram normalised by its own size (gram_norm "layer"): every style layer then
+    # contributes about 0.1-10 while the summed content and TV terms are in the 10⁴-10⁸ range,
+    # hence 10⁶ for style (10⁵ gave visibly fainter strokes); TV at 10⁻⁴, since the previous
+    # 10⁻³ visibly blurred the photo. Tuned by eye on Tübingen x Starry Night at 192 px, 10
+    # L-BFGS rounds, starting from the photo (init "content"); from the book's noise start the
+    # same weights paint Starry Night's swirls and colours but lose the scene.
     content_weight: float = 1.0
-    style_weight: float = 1e4
-    tv_weight: float = 1e-3
+    style_weight: float = 1e6
+    tv_weight: float = 1e-4
+    # "image": the book's 1 / (2·3·h·w)² for every style layer; "layer": each layer's own
+    # 1 / (4·c²·(h·w)²) (Gatys et al.). None: the backbone's default (the book's on vgg19).
+    gram_norm: str | None = None
+    # keep the pixels in 0-255 while optimising (L-BFGS bounds, Adam clipping); the book does
+    # not, and clips only the final image. None: the backbone's default (off on vgg19).
+    bounded: bool | None = None
+
+    def __post_init__(self):
+        book = self.backbone == "vgg19"
+        if self.gram_norm is None:
+            self.gram_norm = "image" if book else "layer"
+        if self.gram_norm not in ("image", "layer"):
+            raise ValueError(f"gram_norm={self.gram_norm!r}: use 'image' (the book's) or 'layer'")
+        if self.bounded is None:
+            self.bounded = not book
 
     @classmethod
     def book(cls) -> Settings:
@@ -188,8 +217,9 @@ class StyleTransfer:
         s = self.settings
         acts = self.net(image)
         content = content_loss(self._content_target, acts[s.content_layer][0])
+        size = self.size if s.gram_norm == "image" else None
         style = sum(
-            style_loss(gram, acts[layer][0], self.size)
+            style_loss(gram, acts[layer][0], size)
             for gram, layer in zip(self._style_grams, s.style_layers, strict=True)
         ) / len(s.style_layers)
         tv = total_variation_loss(image)
@@ -276,7 +306,10 @@ class StyleTransfer:
                 best.update(values)
             return values["loss"], np.asarray(grads, dtype="float64").ravel()
 
-        x, _, _ = fmin_l_bfgs_b(loss_and_grad, image.ravel().astype("float64"), maxfun=max_evals)
+        bounds = [(0.0, 255.0)] * image.size if self.settings.bounded else None
+        x, _, _ = fmin_l_bfgs_b(
+            loss_and_grad, image.ravel().astype("float64"), bounds=bounds, maxfun=max_evals
+        )
         return x.reshape(shape).astype("float32"), best, count[0]
 
 
@@ -305,6 +338,8 @@ class _AdamStep:
         m_hat = self.m / (1 - b1**self.t)
         v_hat = self.v / (1 - b2**self.t)
         self.image.assign_sub(self.lr * m_hat / (tf.sqrt(v_hat) + eps))
+        if self.transfer.settings.bounded:
+            self.image.assign(tf.clip_by_value(self.image, 0.0, 255.0))
         return terms
 
     def round(self, steps: int):
