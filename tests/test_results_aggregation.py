@@ -174,3 +174,18 @@ def test_leaderboard_errors_name_the_fix(tmp_path):
         cvlab.leaderboard("nope", out=tmp_path)
     runs = cvlab.leaderboard(out=tmp_path)
     assert len(runs) == 9 and runs["rank_value"].iloc[0] == 0.93
+
+
+def test_rank_figure_draws_seeds_as_error_bars(tmp_path, monkeypatch):
+    from matplotlib.container import ErrorbarContainer
+
+    from cvlab.report import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig) or path)
+    frame = _store(tmp_path, _seed_records()).frame()
+    assert plots.plot_rank_vs_params(frame, tmp_path / "rank.png") is not None
+    (fig,) = figures
+    (ax,) = fig.axes  # one panel, learning rate: the seeds are no panel of their own
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars.lines[2][0].get_segments()) == 3  # one bar per learning rate

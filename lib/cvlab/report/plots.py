@@ -22,9 +22,13 @@ def _sort_key(value: object) -> tuple[int, float | str]:
 
 
 def plot_rank_vs_params(group: pd.DataFrame, path: Path) -> Path | None:
-    """One panel per varied parameter: each run's rank value (dots) and the mean per value (line)."""
+    """One panel per varied parameter: each run's rank value (dots), the mean per value (line) and,
+    where several runs share a value, ± one sample standard deviation (error bars). With seeds,
+    `seed` is not a panel of its own: its spread is what the error bars show."""
     done = group[group["rank_value"].notna()]
     params = varied_params(group)
+    if len(params) > 1:
+        params = [p for p in params if p != "params.seed"]
     if done.empty or not params:
         return None
     metric = str(group["rank_metric"].iloc[0])
@@ -34,13 +38,21 @@ def plot_rank_vs_params(group: pd.DataFrame, path: Path) -> Path | None:
         pos = {label: i for i, label in enumerate(labels)}
         xs = [pos[str(v)] for v in done[col]]
         ax.scatter(xs, done["rank_value"], alpha=0.7, zorder=3)
-        means = done.groupby(done[col].astype(str))["rank_value"].mean()
-        ax.plot(
-            [pos[k] for k in labels if k in means],
-            [means[k] for k in labels if k in means],
-            "-",
-            c="grey",
-        )
+        by_value = done.groupby(done[col].astype(str))["rank_value"]
+        means, stds = by_value.mean(), by_value.std(ddof=1)  # NaN for a single run
+        shown = [k for k in labels if k in means]
+        ax.plot([pos[k] for k in shown], [means[k] for k in shown], "-", c="grey")
+        spread = [k for k in shown if pd.notna(stds[k])]
+        if spread:
+            ax.errorbar(
+                [pos[k] + 0.15 for k in spread],
+                [means[k] for k in spread],
+                yerr=[stds[k] for k in spread],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+                lw=1,
+            )
         ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
         ax.set_xlabel(col.removeprefix("params."))
         ax.set_ylabel(metric)
