@@ -306,3 +306,18 @@ def test_a_real_painting_on_a_real_photograph():
     result = transfer.run(3, evals_per_iteration=8)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.image.shape == (72, 96, 3)
+
+
+def test_picture_tries_relative_paths_under_root_and_normalises_arrays(tmp_path):
+    from PIL import Image
+
+    from cvlab.data.images import as_rgb_uint8
+    from cvlab.data.pictures import picture
+
+    Image.fromarray(np.full((4, 5, 3), 7, np.uint8)).save(tmp_path / "p.png")
+    array, label = picture("p.png", root=tmp_path)
+    assert array.shape == (4, 5, 3) and label == "p.png"
+    with pytest.raises(FileNotFoundError, match="content-photos"):
+        picture("missing.png", root=tmp_path)
+    assert as_rgb_uint8(np.ones((2, 2)))[0, 0].tolist() == [255, 255, 255]  # grey floats 0-1
+    assert as_rgb_uint8(np.full((1, 1, 4), 128.0))[0, 0].tolist() == [128, 128, 128]  # 0-255

@@ -29,6 +29,24 @@ def read_image(
         return np.asarray(img, dtype=np.uint8)
 
 
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """An in-memory image as uint8 (H, W, 3) RGB: grey repeated on three channels, alpha
+    dropped, floats in [0, 1] scaled to 0-255 and other floats taken as 0-255 (scikit-image's
+    photos and models' outputs come in all these forms)."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an HxW or HxWx3/4 image, got shape {array.shape}")
+    array = array[..., :3]
+    if array.dtype != np.uint8:
+        array = array.astype(np.float64)
+        if array.max(initial=0) <= 1.0:
+            array = array * 255.0
+        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    return array
+
+
 @dataclass
 class DecodedImages:
     """Images decoded from files, the labels of those that decoded, and the files skipped."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from cvlab.data.cache import dataset_dir
 from cvlab.data.dataset import ImageIndex
+from cvlab.data.images import as_rgb_uint8, read_image
 from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
 
 STYLE_IMAGES = "style-images"
@@ -106,15 +107,14 @@ def load_picture(name: str, picture: str, directory: str | Path | None = None) -
         return np.asarray(image.convert("RGB"))
 
 
-def picture(spec: str) -> tuple[np.ndarray, str]:
+def picture(spec: str, root: str | Path | None = None) -> tuple[np.ndarray, str]:
     """A picture named the way notebooks name them, and a label for it:
 
     * "style-images/starry_night", "content-photos/tubingen": a picture of those data sets;
     * "chelsea", "astronaut", "coffee", ...: a photograph scikit-image ships (no data cache);
-    * any other string: the path of an image file.
+    * any other string: the path of an image file (a relative one is also tried under `root`,
+      e.g. the project folder, since a notebook runs from elsewhere).
     """
-    from PIL import Image
-
     head, _, tail = spec.partition("/")
     if head in NAMES and tail:
         return load_picture(head, tail), f"{tail} ({head})"
@@ -123,18 +123,16 @@ def picture(spec: str) -> tuple[np.ndarray, str]:
 
         loader = getattr(skimage.data, spec, None)
         if callable(loader):
-            array = np.asarray(loader())
-            if array.ndim == 2:
-                array = np.repeat(array[..., None], 3, axis=-1)
-            return array[..., :3].astype(np.uint8), f"{spec} (scikit-image)"
+            return as_rgb_uint8(loader()), f"{spec} (scikit-image)"
     path = Path(spec).expanduser()
+    if not path.is_file() and root is not None and not path.is_absolute():
+        path = Path(root) / path
     if not path.is_file():
         raise DatasetNotFoundError(
             f"no picture {spec!r}: give 'style-images/<name>' or 'content-photos/<name>' (data "
             "cache), a scikit-image photo name (chelsea, astronaut, coffee, ...), or an image path"
         )
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB")), path.name
+    return read_image(path), path.name
 
 
 __all__ = [

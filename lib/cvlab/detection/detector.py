@@ -93,22 +93,10 @@ def _plain(det: Detection) -> dict[str, Any]:
 
 
 def _as_uint8(image: Any) -> np.ndarray:
-    if isinstance(image, str | Path):
-        from cvlab.data.images import read_image
+    """A path read from disk, or an array made uint8 RGB."""
+    from cvlab.data.images import as_rgb_uint8, read_image
 
-        return read_image(image)
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an (H, W, 3) image or a path, got shape {array.shape}")
-    array = array[..., :3]
-    if array.dtype != np.uint8:
-        array = np.asarray(array, dtype=np.float64)
-        if array.max(initial=0) <= 1.0:
-            array = array * 255.0
-        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
-    return array
+    return read_image(image) if isinstance(image, str | Path) else as_rgb_uint8(image)
 
 
 def _class_table(model, class_names: Sequence[str] | None) -> tuple[list[str], list[str]]:

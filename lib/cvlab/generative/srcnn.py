@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cvlab.data.images import as_rgb_uint8
+
 # The book's configuration (ch. 17.2.1, sr_config.py) and architecture (17.2.3).
 BOOK_SCALE = 2
 BOOK_INPUT_DIM = 33
@@ -48,18 +50,6 @@ def shave(kernels: Sequence[int] = BOOK_KERNELS) -> int:
 # ---------------------------------------------------------------------------------- data
 
 
-def as_uint8(image: Any) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) copy of an array (uint8, or floats in [0, 1])."""
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    array = array[..., :3]
-    if array.dtype != np.uint8:
-        array = np.clip(np.rint(np.asarray(array, dtype=np.float64) * 255.0), 0, 255)
-        array = array.astype(np.uint8)
-    return array
-
-
 def crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
     """Crop the bottom and right so both sides are multiples of `scale` (17.2.2, lines 31-34)."""
     h, w = image.shape[:2]
@@ -68,12 +58,12 @@ def crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bicubic resize of a uint8 image to (width, height) with PIL."""
-    return np.asarray(Image.fromarray(as_uint8(image)).resize(size, Image.Resampling.BICUBIC))
+    return np.asarray(Image.fromarray(as_rgb_uint8(image)).resize(size, Image.Resampling.BICUBIC))
 
 
 def downscale(image: np.ndarray, scale: int) -> np.ndarray:
     """The low-resolution version: `scale` times smaller (bicubic; PIL antialiases)."""
-    image = crop_to_scale(as_uint8(image), scale)
+    image = crop_to_scale(as_rgb_uint8(image), scale)
     h, w = image.shape[:2]
     return resize(image, (w // int(scale), h // int(scale)))
 
@@ -107,7 +97,7 @@ def make_patches(
     pad = (input_dim - label_size) // 2
     inputs, targets = [], []
     for image in images:
-        hr = crop_to_scale(as_uint8(image), scale)
+        hr = crop_to_scale(as_rgb_uint8(image), scale)
         lr = degrade(hr, scale)
         h, w = hr.shape[:2]
         ys = np.arange(0, h - input_dim + 1, stride)
@@ -232,7 +222,7 @@ def upscale(model, low: np.ndarray, scale: int = BOOK_SCALE, *, tile: int | None
     output blocks (each with the 6-pixel margin its convolutions need, so the result is the same)
     to bound memory. The border the unpadded convolutions would lose is filled by reflecting the
     input, so the output has the bicubic image's size. Returns uint8 (H·scale, W·scale, 3)."""
-    blurred = bicubic_upscale(as_uint8(low), scale)
+    blurred = bicubic_upscale(as_rgb_uint8(low), scale)
     return enhance(model, blurred, tile=tile)
 
 
@@ -242,7 +232,7 @@ def enhance(model, blurred: np.ndarray, *, tile: int | None = 256) -> np.ndarray
     if margin is False:
         raise ValueError("enhance needs a fully convolutional model: build_srcnn(input_size=None)")
     h, w = blurred.shape[:2]
-    padded = np.pad(as_uint8(blurred), ((margin, margin), (margin, margin), (0, 0)), "reflect")
+    padded = np.pad(as_rgb_uint8(blurred), ((margin, margin), (margin, margin), (0, 0)), "reflect")
     padded = padded.astype(np.float32)
     out = np.empty((h, w, blurred.shape[2] if blurred.ndim == 3 else 3), dtype=np.float32)
     step = max(h, w) if tile is None else int(tile)
@@ -279,7 +269,7 @@ def ssim(reference: np.ndarray, image: np.ndarray, border: int = 0) -> float:
 
 
 def _inner(image: np.ndarray, border: int) -> np.ndarray:
-    image = as_uint8(image)
+    image = as_rgb_uint8(image)
     return image[border : image.shape[0] - border, border : image.shape[1] - border]
 
 
@@ -318,7 +308,7 @@ def compare(
     """Shrink a held-out photo by `scale`, enlarge it back with bicubic and with SRCNN, and score
     both against the original. `border` (default: the network's 6-pixel shave) is left out of
     the scores for both, since SRCNN's border pixels come from a reflected margin."""
-    original = crop_to_scale(as_uint8(image), scale)
+    original = crop_to_scale(as_rgb_uint8(image), scale)
     low = downscale(original, scale)
     bicubic = bicubic_upscale(low, scale)
     start = time.perf_counter()
@@ -358,7 +348,7 @@ def summary(comparisons: Sequence[Comparison]) -> dict[str, float]:
 def sharpest_crop(image: np.ndarray, size: int) -> tuple[int, int]:
     """(y, x) of the `size`×`size` crop with the most detail (largest gradient energy) on a
     coarse grid: where the difference between the methods shows."""
-    grey = as_uint8(image).astype(np.float64).mean(axis=-1)
+    grey = as_rgb_uint8(image).astype(np.float64).mean(axis=-1)
     energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1]
     h, w = energy.shape
     size = min(size, h, w)
@@ -455,7 +445,7 @@ def load_photos(
         import skimage.data
 
         def photo(name: str) -> np.ndarray:
-            return as_uint8(getattr(skimage.data, name)())
+            return as_rgb_uint8(getattr(skimage.data, name)())
 
         train = {name: photo(name) for name in train_photos}
         test = {name: photo(name) for name in test_photos}

@@ -151,7 +151,9 @@ def _reset_run_dir(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def prepare_record(plan: RunPlan, workspace: Workspace) -> RunRecord:
+def fresh_record(plan: RunPlan, workspace: Workspace, **fields) -> RunRecord:
+    """The run's folder cleared of a previous attempt's outputs and a new `record.json` for it,
+    from the plan plus `fields` (status, start time, ...)."""
     run_dir = workspace.run_dir(plan.grid, plan.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     _reset_run_dir(run_dir)
@@ -162,12 +164,20 @@ def prepare_record(plan: RunPlan, workspace: Workspace) -> RunRecord:
         notebook=notebook_label(plan.notebook, workspace),
         params=dict(plan.params),
         seed=plan.seed,
+        **fields,
+    )
+    record.save(run_dir)
+    return record
+
+
+def prepare_record(plan: RunPlan, workspace: Workspace) -> RunRecord:
+    return fresh_record(
+        plan,
+        workspace,
         status="running",
         started_at=utc_now(),
         environment=collect_environment(plan.notebook.parent),
     )
-    record.save(run_dir)
-    return record
 
 
 def _log_kernel(log: TextIO, lease: KernelLease | None, plan: RunPlan) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from cvlab.atomic_io import write_bytes_atomic
-from cvlab.grid.execute import _reset_run_dir, execute_run, notebook_label
+from cvlab.grid.execute import execute_run, fresh_record, notebook_label
 from cvlab.grid.expand import RunPlan
 from cvlab.grid.kernel_pool import KernelPool, KernelSpec
 from cvlab.runs.record import RECORD_FILE, RunRecord
@@ -187,18 +187,7 @@ def unpack_run(ws: Workspace, plan: RunPlan, output: RunOutput) -> RunRecord:
 def mark_pending(ws: Workspace, plan: RunPlan) -> None:
     """Returned mode: the driver's own trace that a run was sent out (`pending`), so a driver
     killed before the run comes back finds it and runs it again."""
-    run_dir = ws.run_dir(plan.grid, plan.run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _reset_run_dir(run_dir)
-    RunRecord(
-        run_id=plan.run_id,
-        name=plan.name,
-        grid=plan.grid,
-        notebook=notebook_label(plan.notebook, ws),
-        params=dict(plan.params),
-        seed=plan.seed,
-        status="pending",
-    ).save(run_dir)
+    fresh_record(plan, ws, status="pending")
 
 
 # ---------------------------------------------------------------- the task
