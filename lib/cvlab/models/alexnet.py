@@ -25,9 +25,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import keras
-from keras import layers
-
 from cvlab.models.layout import (
     channel_axis,
     channel_order,
@@ -36,7 +33,11 @@ from cvlab.models.layout import (
     to_model_order,
 )
 from cvlab.models.options import l2 as _l2
-from cvlab.models.options import resolve_options
+from cvlab.models.options import register_model, resolve_options
+from cvlab.registry import lazy_module
+
+keras = lazy_module("keras")  # lazy: keras (listing models needs no Keras)
+layers = lazy_module("keras.layers")  # lazy: keras
 
 # train_alexnet.py: AlexNet.build(width=227, height=227, depth=3, classes=2, reg=0.0002)
 PRESETS: dict[str, dict[str, Any]] = {
@@ -71,6 +72,7 @@ def _final_size(size: int) -> int:
     return size
 
 
+@register_model
 def alexnet(
     input_shape: Sequence[int] | None = None,
     classes: int | None = None,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.errors import CvlabError
+from cvlab.models.options import register_model
 from cvlab.runs import lookup
 from cvlab.runs.lookup import AmbiguousRunError
 
@@ -62,6 +63,7 @@ class Application:
     # keras.applications module whose `preprocess_input` maps 0-255 RGB to the network's input
     # ("" when the model normalises its input itself, as the EfficientNets do)
     preprocess_module: str = ""
+    description: str = ""  # the registry's one line
 
 
 APPLICATIONS: dict[str, Application] = {
@@ -73,6 +75,7 @@ APPLICATIONS: dict[str, Application] = {
         "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "vgg16/",
         preprocess_module="vgg16",
+        description="VGG16 (the body the book fine-tunes), 224×224×3 by default",
     ),
     "vgg19": Application(
         "VGG19",
@@ -82,6 +85,7 @@ APPLICATIONS: dict[str, Application] = {
         "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "vgg19/",
         preprocess_module="vgg19",
+        description="VGG19 (the book's style-transfer features), 224×224×3 by default",
     ),
     "resnet50": Application(
         "ResNet50",
@@ -91,6 +95,7 @@ APPLICATIONS: dict[str, Application] = {
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "resnet/",
         preprocess_module="resnet50",
+        description="ResNet50 (Keras's, not the book's pre-activation ResNet), 224×224×3 by default",
     ),
     "inception_v3": Application(
         "InceptionV3",
@@ -100,6 +105,7 @@ APPLICATIONS: dict[str, Application] = {
         "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "inception_v3/",
         preprocess_module="inception_v3",
+        description="InceptionV3, 299×299×3 by default, at least 75×75",
     ),
     "xception": Application(
         "Xception",
@@ -109,6 +115,7 @@ APPLICATIONS: dict[str, Application] = {
         "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "xception/",
         preprocess_module="xception",
+        description="Xception, 299×299×3 by default, at least 71×71",
     ),
     "densenet121": Application(
         "DenseNet121",
@@ -118,6 +125,7 @@ APPLICATIONS: dict[str, Application] = {
         "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _KERAS_STORE + "densenet/",
         preprocess_module="densenet",
+        description="DenseNet121, 224×224×3 by default",
     ),
     "mobilenet_v2": Application(
         "MobileNetV2",
@@ -128,6 +136,7 @@ APPLICATIONS: dict[str, Application] = {
         _KERAS_STORE + "mobilenet_v2/",
         top_sizes=(96, 128, 160, 192, 224),
         preprocess_module="mobilenet_v2",
+        description="MobileNetV2 (width multiplier 1.0), 224×224×3 by default",
     ),
     "efficientnet_b0": Application(
         "EfficientNetB0",
@@ -136,6 +145,7 @@ APPLICATIONS: dict[str, Application] = {
         "efficientnetb0.h5",
         "efficientnetb0_notop.h5",
         "https://storage.googleapis.com/keras-applications/",
+        description="EfficientNetB0 (takes 0-255 pixels: its rescaling is built in), 224×224×3",
     ),
 }
 
@@ -312,6 +322,34 @@ def preprocessing(name: str):
     return lambda batch: keras_preprocess(as_float(batch))
 
 
+def with_weights(
+    name: str,
+    build: Any,
+    weights: str | os.PathLike | None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    classes: int | None = None,
+    root: str | Path | None = None,
+):
+    """`weights=` for a model without ImageNet weights (the book's networks): "none" builds it
+    with `build()`, a weights file is loaded into it, "run:<id>" / a `.keras` file is the saved
+    model itself (checked against `input_shape` / `classes`)."""
+    kind, source = _weights_kind(weights)
+    if kind == "imagenet":
+        raise WeightsNotAvailableError(
+            f"{name} has no ImageNet weights (the book trains it from scratch). Fix: weights="
+            f"'none', a weights file, 'run:<run_id>', or an ImageNet backbone: "
+            f"{', '.join([*names(), OFFLINE_BACKBONE])}"
+        )
+    if kind in ("run", "model"):
+        path = find_run_model(source, root) if kind == "run" else source
+        return _load_saved_model(path, input_shape, classes)
+    model = build()
+    if kind == "file":
+        _load_weights(model, source, name)
+    return model
+
+
 def freeze_layers(model) -> None:
     """Make every layer of `model` non-trainable (the book's loop over `baseModel.layers`)."""
     for layer in model.layers:
@@ -404,47 +442,46 @@ def backbone(
     return model
 
 
-# One builder per name, for the model registry: `cvlab.models.build("vgg16", input_shape=..., ...)`.
+# One registration per backbone, from the table: `cvlab.models.build("vgg16", input_shape=..., ...)`.
 
 
-def vgg16(input_shape=None, classes=None, **options):
-    """`backbone("vgg16", ...)`: VGG16 (the body the book fine-tunes)."""
-    return backbone("vgg16", input_shape, classes, **options)
+def _backbone_builder(name: str) -> Any:
+    """`name`'s registered builder: `backbone(name, ...)` with the Keras option names."""
+
+    def build(
+        input_shape: Sequence[int] | None = None,
+        classes: int | None = None,
+        *,
+        weights: str | os.PathLike | None = "none",
+        include_top: bool | None = None,
+        pooling: str | None = None,
+        freeze: bool = False,
+        root: str | Path | None = None,
+    ):
+        return backbone(
+            name,
+            input_shape,
+            classes,
+            weights=weights,
+            include_top=include_top,
+            pooling=pooling,
+            freeze=freeze,
+            root=root,
+        )
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"keras.applications {APPLICATIONS[name].description}"
+    return register_model(build)
 
 
-def vgg19(input_shape=None, classes=None, **options):
-    """`backbone("vgg19", ...)`."""
-    return backbone("vgg19", input_shape, classes, **options)
+_BACKBONES = {name: _backbone_builder(name) for name in APPLICATIONS}
 
 
-def resnet50(input_shape=None, classes=None, **options):
-    """`backbone("resnet50", ...)`: Keras's ResNet50 (not the book's pre-activation ResNet)."""
-    return backbone("resnet50", input_shape, classes, **options)
-
-
-def inception_v3(input_shape=None, classes=None, **options):
-    """`backbone("inception_v3", ...)`: 299×299×3 by default, at least 75×75."""
-    return backbone("inception_v3", input_shape, classes, **options)
-
-
-def xception(input_shape=None, classes=None, **options):
-    """`backbone("xception", ...)`: 299×299×3 by default, at least 71×71."""
-    return backbone("xception", input_shape, classes, **options)
-
-
-def densenet121(input_shape=None, classes=None, **options):
-    """`backbone("densenet121", ...)`."""
-    return backbone("densenet121", input_shape, classes, **options)
-
-
-def mobilenet_v2(input_shape=None, classes=None, **options):
-    """`backbone("mobilenet_v2", ...)` (width multiplier 1.0)."""
-    return backbone("mobilenet_v2", input_shape, classes, **options)
-
-
-def efficientnet_b0(input_shape=None, classes=None, **options):
-    """`backbone("efficientnet_b0", ...)`: takes 0-255 pixels (its rescaling is built in)."""
-    return backbone("efficientnet_b0", input_shape, classes, **options)
+def __getattr__(attr: str) -> Any:
+    """`applications.vgg16(...)` and the others: the registered builders."""
+    if attr in _BACKBONES:
+        return _BACKBONES[attr]
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 __all__ = [
@@ -452,17 +489,11 @@ __all__ = [
     "AmbiguousRunError",
     "WeightsNotAvailableError",
     "backbone",
-    "densenet121",
-    "efficientnet_b0",
     "find_run_model",
     "freeze_layers",
     "imagenet_file",
-    "inception_v3",
     "keras_model_dirs",
-    "mobilenet_v2",
     "names",
-    "resnet50",
-    "vgg16",
-    "vgg19",
-    "xception",
+    "with_weights",
+    *sorted(_BACKBONES),  # vgg16, resnet50, ...: the registered builders
 ]

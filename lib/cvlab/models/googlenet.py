@@ -38,9 +38,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import keras
-from keras import layers
-
 from cvlab.models.layout import (
     channel_axis,
     channel_order,
@@ -49,7 +46,11 @@ from cvlab.models.layout import (
     to_model_order,
 )
 from cvlab.models.options import l2 as _l2
-from cvlab.models.options import resolve_options
+from cvlab.models.options import register_model, resolve_options
+from cvlab.registry import lazy_module
+
+keras = lazy_module("keras")  # lazy: keras (listing models needs no Keras)
+layers = lazy_module("keras.layers")  # lazy: keras
 
 
 def _check_input_shape(model: str, input_shape: tuple, final, needed: int) -> None:
@@ -148,6 +149,7 @@ def _mini_final_size(size: int) -> int:
     return size
 
 
+@register_model
 def minigooglenet(
     input_shape: Sequence[int] | None = None,
     classes: int | None = None,
@@ -276,6 +278,7 @@ def _deeper_final_size(size: int) -> int:
     return size
 
 
+@register_model
 def deepergooglenet(
     input_shape: Sequence[int] | None = None,
     classes: int | None = None,

@@ -20,10 +20,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import keras
-from keras import layers
-
 from cvlab.models.options import l2 as _l2
+from cvlab.models.options import register_model
+from cvlab.registry import lazy_module
+
+keras = lazy_module("keras")  # lazy: keras (listing models needs no Keras)
+layers = lazy_module("keras.layers")  # lazy: keras
 
 # finetune_flowers17.py: FCHeadNet.build(baseModel, len(classNames), 256) on VGG16's body
 DEFAULTS: dict[str, Any] = {
@@ -38,6 +40,7 @@ def _is_shape(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str)
 
 
+@register_model
 def fchead(
     base: keras.Model | Sequence[int] | str | None = None,
     classes: int | None = None,

@@ -20,7 +20,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Literal
 
-from keras import layers
+from cvlab.registry import lazy_module
+
+layers = lazy_module("keras.layers")  # lazy: keras (listing models needs no Keras)
+
 
 Channels = Literal["last", "first"]
 CHANNELS: tuple[Channels, ...] = ("last", "first")

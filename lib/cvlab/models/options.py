@@ -1,8 +1,16 @@
-"""What the book's model builders share: presets overridden by explicit arguments, and L2."""
+"""What the model builders share: the model registry they register in, presets overridden by
+explicit arguments, and L2."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from cvlab.registry import Registry
+
+# Every model, registered where it is defined (`@register_model`); `cvlab.models` imports the
+# registering modules, so `cvlab.models.names()` sees them all.
+MODELS = Registry("model")
+register_model = MODELS.register
 
 
 def l2(reg: float):

@@ -29,9 +29,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import keras
-from keras import layers
-
 from cvlab.models.layout import (
     channel_axis,
     channel_order,
@@ -40,7 +37,11 @@ from cvlab.models.layout import (
     to_model_order,
 )
 from cvlab.models.options import l2 as _l2
-from cvlab.models.options import resolve_options
+from cvlab.models.options import register_model, resolve_options
+from cvlab.registry import lazy_module
+
+keras = lazy_module("keras")  # lazy: keras (listing models needs no Keras)
+layers = lazy_module("keras.layers")  # lazy: keras
 
 STEMS = ("cifar", "tiny_imagenet")
 
@@ -140,6 +141,7 @@ def _final_size(size: int | None, stem: str, n_stages: int) -> int | None:
     return size
 
 
+@register_model
 def resnet(
     input_shape: Sequence[int] | None = None,
     classes: int | None = None,

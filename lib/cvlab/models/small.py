@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from cvlab.models.options import register_model
+from cvlab.registry import lazy_module
+
+keras = lazy_module("keras")  # lazy: keras (listing models needs no Keras)
+layers = lazy_module("keras.layers")  # lazy: keras
 
 
+@register_model
 def shallownet(input_shape: tuple[int, int, int], classes: int) -> keras.Model:
     """CONV(32, 3×3) → ReLU → FC(classes) → softmax: the smallest CNN that learns."""
     inputs = keras.Input(shape=input_shape)
@@ -15,6 +19,7 @@ def shallownet(input_shape: tuple[int, int, int], classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="shallownet")
 
 
+@register_model
 def lenet(input_shape: tuple[int, int, int], classes: int) -> keras.Model:
     """LeNet as in the book: (CONV 5×5 → ReLU → POOL) × 2 with 20 and 50 filters → FC 500 → softmax."""
     inputs = keras.Input(shape=input_shape)

@@ -23,9 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import keras
-from keras import layers
-
 from cvlab.models.layout import (
     channel_axis,
     channel_order,
@@ -34,7 +31,11 @@ from cvlab.models.layout import (
     to_model_order,
 )
 from cvlab.models.options import l2 as _l2
-from cvlab.models.options import resolve_options
+from cvlab.models.options import register_model, resolve_options
+from cvlab.registry import lazy_module
+
+keras = lazy_module("keras")  # lazy: keras (listing models needs no Keras)
+layers = lazy_module("keras.layers")  # lazy: keras
 
 # The book's training scripts: minivggnet_cifar10.py / train_models.py (ensembles) and
 # minivggnet_flowers17.py / minivggnet_flowers17_data_aug.py.
@@ -68,6 +69,7 @@ def _check_input_shape(input_shape: tuple, pools: int) -> None:
             )
 
 
+@register_model
 def minivggnet(
     input_shape: Sequence[int] | None = None,
     classes: int | None = None,
