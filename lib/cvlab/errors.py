@@ -61,3 +61,10 @@ class DatasetFetchError(CvlabError):
 
 class DatasetExistsError(CvlabError):
     """The data cache already holds this data set from another source (--force replaces it)."""
+
+
+# ---- registries (issue 18, point 2)
+
+
+class DatasetNameError(CvlabError, ValueError):
+    """A name a user's own data set cannot take (a built-in one, or not a folder name)."""

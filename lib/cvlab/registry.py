@@ -22,7 +22,7 @@ import difflib
 import fnmatch
 import importlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -66,8 +66,13 @@ class Entry:
 
 
 def first_line(doc: str | None) -> str:
-    """A docstring's first sentence line, for a one-line description."""
-    return (inspect.cleandoc(doc).splitlines() or [""])[0].strip() if doc else ""
+    """A docstring's first sentence (its first paragraph, up to the first full stop), for a
+    one-line description."""
+    if not doc:
+        return ""
+    paragraph = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
 
 
 def options_of(builder: Callable[..., Any], skip: tuple[str, ...] = ()) -> tuple[Option, ...]:
@@ -136,11 +141,7 @@ class Registry:
         return [e.name for e in self.entries(pattern)]
 
     def entries(self, pattern: str | None = None) -> list[Entry]:
-        return [
-            self._entries[key]
-            for key in sorted(self._entries)
-            if pattern is None or fnmatch.fnmatchcase(key, pattern)
-        ]
+        return [self._entries[key] for key in fnmatch_names(self._entries, pattern)]
 
     def suggest(self, name: str) -> str | None:
         """The closest registered name to a misspelt one (difflib), if any is close."""
@@ -155,6 +156,11 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def fnmatch_names(names: Iterable[str], pattern: str | None = None) -> list[str]:
+    """`names` sorted, those matching the shell glob `pattern` when given (case-sensitive)."""
+    return sorted(n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern))
 
 
 class _LazyModule(ModuleType):
@@ -182,4 +188,12 @@ def lazy_module(name: str) -> ModuleType:
     return _LazyModule(name)
 
 
-__all__ = ["Entry", "Option", "Registry", "first_line", "lazy_module", "options_of"]
+__all__ = [
+    "Entry",
+    "Option",
+    "Registry",
+    "first_line",
+    "fnmatch_names",
+    "lazy_module",
+    "options_of",
+]

@@ -1,8 +1,11 @@
 """`cvlab data COMMAND ...` (or `python -m cvlab.data COMMAND ...`): data set tools.
 
-    cvlab data import NAME PATH [--force] [--link] [--quiet]   archive or folder -> data cache
+    cvlab data import NAME PATH [--layout image-folder] [--force] [--link] [--quiet]
+                                                               archive or folder -> data cache
+                                                               (NAME not built in: your own set)
     cvlab data fetch NAME [--force] [--quiet]                  download from the official source
-    cvlab data list                                            what is installed, with counts
+    cvlab data list [PATTERN] [--no-options]                   what can be loaded, with options,
+                                                               and what is installed
     cvlab data build NAME [--size 64] [--out data/NAME.hdf5] [--aspect] [--no-resume]
                           [--batch-size N] [--option KEY=VALUE ...] [--quiet]
 
@@ -27,6 +30,7 @@ from cvlab.errors import (
     DatasetExistsError,
     DatasetFetchError,
     DatasetLayoutError,
+    DatasetNameError,
     DatasetNotFoundError,
     UnknownNameError,
 )
@@ -96,27 +100,35 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _print_import(result) -> None:
     from cvlab.data.cache import data_root
-    from cvlab.data.catalog import entry
+    from cvlab.data.catalog import CATALOG
 
     verb = "already installed (same source; --force re-imports)" if result.skipped else "installed"
     print(f"{result.survey.describe()}\n  {verb}: {result.target}")
     if result.skipped:
         return
     name = result.survey.name
-    if entry(name).indexer:  # a folder of pictures, not a labelled data set
+    if name in CATALOG and CATALOG[name].pictures:  # a folder of pictures, not a labelled set
         print(
             f"  load one with cvlab.data.pictures.load_picture({name!r}, NAME), or name it "
             f"'{name}/NAME' in a notebook's parameters (data cache: {data_root()})"
         )
     else:
-        print(f"  load it with cvlab.data.load({name!r}) (data cache: {data_root()})")
+        print(
+            f"  load it with cvlab.data.load({name!r}), or dataset: {name} in a grid "
+            f"(data cache: {data_root()})"
+        )
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from cvlab.data.install import import_dataset
 
     result = import_dataset(
-        args.name, args.path, force=args.force, link=args.link, progress=not args.quiet
+        args.name,
+        args.path,
+        force=args.force,
+        link=args.link,
+        progress=not args.quiet,
+        layout=args.layout,
     )
     _print_import(result)
     return EXIT_OK
@@ -129,27 +141,42 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    from cvlab.data.cache import data_root
-    from cvlab.data.catalog import entry
-    from cvlab.data.install import installed, other_entries
+def _status(row) -> str:
+    if row.survey is not None:
+        return row.survey.location
+    if row.kind == "built-in":
+        return "built in: no import needed"
+    why = f"unreadable: {row.problem}" if row.problem else "not installed"
+    return f"{why} ({row.how})" if row.how else why
 
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from cvlab.data import list_datasets
+    from cvlab.data.cache import data_root
+    from cvlab.data.install import other_entries
+
+    rows = list_datasets(args.pattern)
+    if not rows:
+        print(f"no data set matches {args.pattern!r} (`cvlab data list` shows them all)")
+        return EXIT_OK
+    width = max(16, *(len(row.name) + 2 for row in rows))
     print(f"data cache: {data_root()}  (set $CVLAB_DATA to move it)")
-    header = f"{'name':<16}{'train':>9}{'val':>9}{'test':>9}{'classes':>9}  location"
-    print(header)
-    for item in installed():
-        if item.survey is None:
-            why = f"unreadable: {item.problem}" if item.problem else "not installed"
-            hint = f"cvlab data import {item.name} PATH"
-            if entry(item.name).download is not None:
-                hint += f"  or  cvlab data fetch {item.name}"
-            print(f"{item.name:<16}{'-':>9}{'-':>9}{'-':>9}{'-':>9}  {why} ({hint})")
-            continue
-        s = item.survey
-        counts = "".join(f"{s.splits.get(k, 0):>9,}" for k in ("train", "val", "test"))
-        print(f"{item.name:<16}{counts}{s.classes:>9}  {s.location}")
+    print(f"{'name':<{width}}{'train':>9}{'val':>9}{'test':>9}{'classes':>9}  location")
+    for row in rows:
+        s = row.survey
+        if s is None:
+            counts = f"{'-':>9}" * 4
+        else:
+            counts = "".join(f"{s.splits.get(k, 0):>9,}" for k in ("train", "val", "test"))
+            counts += f"{s.classes:>9}"
+        print(f"{row.name:<{width}}{counts}  {_status(row)}")
+        if args.options:
+            how = "" if row.loadable else " (read with cvlab.data.pictures)"
+            print(f"    {row.description}{how}")
+            if row.options:
+                print(f"    options: {row.options_text()}")
     others = other_entries()
-    if others:
+    if others and args.pattern is None:
         print("also in the data cache: " + ", ".join(others))
     return EXIT_OK
 
@@ -169,9 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(images per split and class, printed). Importing the same source again does nothing.",
     )
     imp.add_argument(
-        "name", help="cifar10, tiny-imagenet, flowers17, dogs-vs-cats, imagenet-sample"
+        "name",
+        help="cifar10, tiny-imagenet, flowers17, dogs-vs-cats, imagenet-sample, style-images, "
+        "content-photos; any other name installs your own data set (see --layout)",
     )
     imp.add_argument("path", type=Path, help="the archive, or the folder that holds the data set")
+    imp.add_argument(
+        "--layout",
+        default=None,
+        help="your own data set's layout: image-folder (a folder per class, optionally inside "
+        "train/ val/ test/); detected when left out",
+    )
     imp.add_argument("--force", action="store_true", help="replace what the cache holds for NAME")
     imp.add_argument(
         "--link", action="store_true", help="(folders) link to PATH instead of copying it"
@@ -191,7 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(func=_cmd_fetch)
 
     listing = commands.add_parser(
-        "list", help="the data sets installed, with images per split and classes"
+        "list",
+        help="the data sets cvlab.data.load knows, with their options, and what is installed",
+        description="Every data set: built in (no files needed), importable (installed in the "
+        "data cache, or the import/fetch command to get it) and your own imported ones, with "
+        "images per split, classes and the options cvlab.data.load takes.",
+    )
+    listing.add_argument("pattern", nargs="?", help="a shell pattern, e.g. '*cifar*' or 'dogs*'")
+    listing.add_argument(
+        "--no-options", dest="options", action="store_false", help="one line per data set"
     )
     listing.set_defaults(func=_cmd_list)
 
@@ -237,7 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _BadInput as exc:
         parser.error(str(exc))  # exits 2
-    except (UnknownNameError, DatasetNotFoundError, DatasetLayoutError, DatasetExistsError) as exc:
+    except (
+        UnknownNameError,
+        DatasetNotFoundError,
+        DatasetLayoutError,
+        DatasetExistsError,
+        DatasetNameError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except DatasetFetchError as exc:

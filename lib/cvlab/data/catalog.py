@@ -1,15 +1,24 @@
-"""The data sets `cvlab data import/fetch/list` know: folder name, official download, layout.
+"""The data set registry: every data set registers in its own module with its loader, its
+indexer (sets stored as image files) and its catalog entry (what `cvlab data import/fetch/list`
+know: folder name, official download, layout).
 
-Each entry's folder in the data cache is its registry name (`<data cache>/tiny-imagenet/`),
-which is where `cvlab.data.load(name)` looks first.
+    @register_dataset(name="flowers17", index=index_flowers17, catalog=CatalogEntry(...))
+    def load_flowers17(directory=None, *, size=224, ...): ...
+
+Each catalog entry's folder in the data cache is its registry name (`<data cache>/tiny-imagenet/`),
+which is where `cvlab.data.load(name)` looks first. A user's own data sets (imported with
+`cvlab data import NAME PATH --layout image-folder`) are read from the cache's manifests by
+`cvlab.data.install`, not registered here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cvlab.errors import UnknownNameError
+from cvlab.registry import Entry, Registry, first_line
 
 
 @dataclass(frozen=True)
@@ -37,85 +46,85 @@ class CatalogEntry:
     classes: int | None = None  # the class count a correct copy has (None: any)
     # options that make the indexer report the data set's own splits (nothing carved)
     survey_options: dict[str, Any] = field(default_factory=dict)
-    # "module:function" that indexes the layout, for sets `cvlab.data.index` does not name
-    indexer: str = ""
+    # a folder of pictures (style transfer, DeepDream), not a labelled data set: read with
+    # cvlab.data.pictures, not cvlab.data.load
+    pictures: bool = False
 
 
-CATALOG: dict[str, CatalogEntry] = {
-    entry.name: entry
-    for entry in [
-        CatalogEntry(
-            "cifar10",
-            "CIFAR-10",
-            "train/<class>/*.jpg + test/<class>/*.jpg, or cifar-10-batches-py/data_batch_1",
-            aliases=("cifar-10-python", "cifar-10-batches-py", "cifar-10"),
-            download=Download(
-                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                md5="c58f30108f718f92721af3b95e74349a",
-            ),
-            survey_options={"val_fraction": 0},
-            classes=10,
-        ),
-        CatalogEntry(
-            "tiny-imagenet",
-            "Tiny ImageNet",
-            "tiny-imagenet-200/wnids.txt (with train/ and val/ beside it)",
-            aliases=("tiny-imagenet-200",),
-            download=Download("http://cs231n.stanford.edu/tiny-imagenet-200.zip"),
-            survey_options={"test_size": 0},
-            classes=200,
-        ),
-        CatalogEntry(
-            "flowers17",
-            "Oxford Flowers-17",
-            "<class>/image_XXXX.jpg folders, or jpg/image_0001.jpg (Oxford's 17flowers.tgz)",
-            aliases=("17flowers", "flowers-17"),
-            download=Download("https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"),
-            survey_options={"val_fraction": 0, "test_fraction": 0},
-            classes=17,
-        ),
-        CatalogEntry(
-            "dogs-vs-cats",
-            "Kaggle Dogs vs. Cats",
-            "train/cat.0.jpg ... dog.0.jpg (Kaggle's train.zip)",
-            aliases=("dogs-vs-cats-redux-kernels-edition",),
-            no_download=(
-                "Kaggle serves it only to signed-in users: download train.zip from the "
-                "'Dogs vs. Cats' competition page on kaggle.com"
-            ),
-            survey_options={"val_fraction": 0, "test_fraction": 0},
-            classes=2,
-        ),
-        CatalogEntry(
-            "imagenet-sample",
-            "ImageNet sample (one image per class)",
-            "labels.csv (columns file,wnid,index) beside <wnid>_<name>.JPEG files",
-            no_download="it has no official source: use the imagenet-sample archive you were given",
-        ),
-        CatalogEntry(
-            "style-images",
-            "style images (paintings for style transfer)",
-            "a folder of JPEG pictures: <name>.jpg, one painting per file",
-            aliases=("style",),
-            no_download=(
-                "it is a folder of pictures of your choice: the team's paintings are in "
-                "../shared/data/style"
-            ),
-            indexer="cvlab.data.pictures:index_style_images",
-        ),
-        CatalogEntry(
-            "content-photos",
-            "content photographs (for style transfer and DeepDream)",
-            "a folder of JPEG pictures: <name>.jpg, one photograph per file",
-            aliases=("content",),
-            no_download=(
-                "it is a folder of pictures of your choice: the team's photographs are in "
-                "../shared/data/content"
-            ),
-            indexer="cvlab.data.pictures:index_content_photos",
-        ),
-    ]
-}
+# name -> the registered data set; filled by `register_dataset` in the loader modules, which
+# `cvlab.data` imports.
+DATASETS = Registry("data set")
+# name -> catalog entry of every registered set `cvlab data import/fetch` know (built-in names)
+CATALOG: dict[str, CatalogEntry] = {}
+
+
+def register_dataset(
+    *,
+    name: str,
+    index: Callable[..., Any] | None = None,
+    catalog: CatalogEntry | None = None,
+    loadable: bool = True,
+    layout: str | None = None,
+    description: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated loader as data set `name`, with its indexer (file-based sets) and
+    catalog entry (importable sets). `loadable=False`: the decorated function is the indexer of
+    a set `cvlab.data.load` does not return (folders of pictures). `layout`: the set is also a
+    layout users import their own data sets in (`cvlab data import NAME PATH --layout name`),
+    the text says what it expects; its loader and indexer take `directory=`."""
+
+    def add(func: Callable[..., Any]) -> Callable[..., Any]:
+        if catalog is not None:
+            if catalog.name != name:
+                raise ValueError(f"catalog entry {catalog.name!r} registered as {name!r}")
+            CATALOG[name] = catalog
+        return DATASETS.register(
+            func,
+            name=name,
+            description=description
+            if description is not None
+            else (catalog.title if catalog else first_line(func.__doc__)),
+            index=index if loadable else func,
+            catalog=catalog,
+            loadable=loadable,
+            layout=layout,
+        )
+
+    return add
+
+
+def dataset(name: str, kind: str = "data set") -> Entry:
+    """The registered data set `name` (UnknownNameError naming the loadable ones otherwise)."""
+    if name in DATASETS and DATASETS.get(name).extra["loadable"]:
+        return DATASETS.get(name)
+    raise UnknownNameError(kind, name, loadable_names())
+
+
+def loadable_names() -> list[str]:
+    return [e.name for e in DATASETS.entries() if e.extra["loadable"]]
+
+
+def indexed_names() -> list[str]:
+    return [e.name for e in DATASETS.entries() if e.extra["loadable"] and e.extra["index"]]
+
+
+def indexer(name: str) -> Callable[..., Any]:
+    """The function that indexes a built-in set's files (catalog sets and file-based ones)."""
+    found = DATASETS.get(name).extra["index"] if name in DATASETS else None
+    if found is None:
+        raise UnknownNameError("file-based data set", name, indexed_names())
+    return found
+
+
+def layouts() -> list[str]:
+    """The layouts a user's own data set can be imported in (`--layout`)."""
+    return [e.name for e in DATASETS.entries() if e.extra["layout"]]
+
+
+def layout(name: str) -> Entry:
+    if name in layouts():
+        return DATASETS.get(name)
+    raise UnknownNameError("layout", name, layouts())
 
 
 def entry(name: str) -> CatalogEntry:

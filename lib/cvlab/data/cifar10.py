@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cvlab.data.cache import data_root, dataset_dir
+from cvlab.data.catalog import CatalogEntry, Download, register_dataset
 from cvlab.data.dataset import Dataset, ImageIndex
 from cvlab.data.image_folder import list_images, split_paths, subfolders, take_per_class
 from cvlab.data.images import decode_index
@@ -293,6 +294,22 @@ def index_cifar10(
     )
 
 
+@register_dataset(
+    name="cifar10",
+    index=index_cifar10,
+    catalog=CatalogEntry(
+        "cifar10",
+        "CIFAR-10",
+        "train/<class>/*.jpg + test/<class>/*.jpg, or cifar-10-batches-py/data_batch_1",
+        aliases=("cifar-10-python", "cifar-10-batches-py", "cifar-10"),
+        download=Download(
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            md5="c58f30108f718f92721af3b95e74349a",
+        ),
+        survey_options={"val_fraction": 0},
+        classes=10,
+    ),
+)
 def load_cifar10(
     directory: str | Path | None = None,
     *,

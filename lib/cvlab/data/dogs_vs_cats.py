@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cvlab.data.cache import dataset_dir
+from cvlab.data.catalog import CatalogEntry, register_dataset
 from cvlab.data.dataset import Dataset, ImageIndex
 from cvlab.data.image_folder import is_image, natural_key, split_paths
 from cvlab.data.images import decode_index
@@ -146,6 +147,22 @@ def index_dogs_vs_cats(
     return index
 
 
+@register_dataset(
+    name="dogs-vs-cats",
+    index=index_dogs_vs_cats,
+    catalog=CatalogEntry(
+        "dogs-vs-cats",
+        "Kaggle Dogs vs. Cats",
+        "train/cat.0.jpg ... dog.0.jpg (Kaggle's train.zip)",
+        aliases=("dogs-vs-cats-redux-kernels-edition",),
+        no_download=(
+            "Kaggle serves it only to signed-in users: download train.zip from the "
+            "'Dogs vs. Cats' competition page on kaggle.com"
+        ),
+        survey_options={"val_fraction": 0, "test_fraction": 0},
+        classes=2,
+    ),
+)
 def load_dogs_vs_cats(
     directory: str | Path | None = None,
     *,

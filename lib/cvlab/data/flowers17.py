@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cvlab.data.cache import dataset_dir
+from cvlab.data.catalog import CatalogEntry, Download, register_dataset
 from cvlab.data.dataset import Dataset, ImageIndex, split_paths
 from cvlab.data.image_folder import index_image_folder, list_images, take_per_class
 from cvlab.data.images import decode_index
@@ -89,6 +90,19 @@ def index_flowers17(
     return index
 
 
+@register_dataset(
+    name="flowers17",
+    index=index_flowers17,
+    catalog=CatalogEntry(
+        "flowers17",
+        "Oxford Flowers-17",
+        "<class>/image_XXXX.jpg folders, or jpg/image_0001.jpg (Oxford's 17flowers.tgz)",
+        aliases=("17flowers", "flowers-17"),
+        download=Download("https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"),
+        survey_options={"val_fraction": 0, "test_fraction": 0},
+        classes=17,
+    ),
+)
 def load_flowers17(
     directory: str | Path | None = None,
     *,

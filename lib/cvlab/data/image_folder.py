@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from cvlab.data.cache import data_root, dataset_dir
+from cvlab.data.catalog import register_dataset
 from cvlab.data.dataset import Dataset, ImageIndex, split_paths
 from cvlab.data.images import decode_index
 from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
@@ -29,8 +30,10 @@ FOLDER_LAYOUT = """\
   <folder>/<class name>/<image>.jpg     (one sub-folder per class, at least 2 classes)
   e.g.  flowers17/daffodil/image_0001.jpg
         flowers17/snowdrop/image_0081.jpg
+  or the same with split folders: <folder>/train/<class name>/<image>.jpg (and val/, test/)
   Extensions: jpg, jpeg, png, bmp, gif, webp (any case); hidden files are ignored. A single
   top folder around the class folders (as archives have, e.g. flowers17/) is accepted."""
+SPLIT_FOLDERS = ("train", "val", "test")
 
 T = TypeVar("T")  # a path, or a row number where the images are already in memory
 
@@ -95,10 +98,68 @@ def _class_folders(folder: Path) -> list[Path]:
     return [d for d in subfolders(folder) if list_images(d)]
 
 
+def _split_folders(folder: Path) -> dict[str, Path] | None:
+    """`{split: folder}` when `folder` holds train/ (and val/, test/) instead of classes."""
+    children = {d.name: d for d in subfolders(folder)}
+    if "train" not in children or not set(children) <= set(SPLIT_FOLDERS):
+        return None
+    return {split: children[split] for split in SPLIT_FOLDERS if split in children}
+
+
+def _index_split_folders(
+    root: Path,
+    folders: dict[str, Path],
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    limit_per_class: int | None,
+) -> ImageIndex:
+    """train/ val/ test/ folders of class folders: their own splits, and a split that has no
+    folder carved from train (stratified, `val_fraction` / `test_fraction` of it)."""
+    per_split = {split: _class_folders(folder) for split, folder in folders.items()}
+    names = sorted({d.name for dirs in per_split.values() for d in dirs})
+    if len(names) < 2:
+        raise DatasetLayoutError(
+            f"{root}: found {len(names)} class folder(s) with images in "
+            f"{', '.join(f'{s}/' for s in folders)}; a classifier needs at least 2. "
+            f"Expected layout:\n{FOLDER_LAYOUT}"
+        )
+    label_of = {name: i for i, name in enumerate(names)}
+    found: dict[str, tuple[list[Path], np.ndarray]] = {}
+    for split, dirs in per_split.items():
+        paths: list[Path] = []
+        labels: list[int] = []
+        for class_dir in dirs:
+            files = list_images(class_dir)
+            paths += files
+            labels += [label_of[class_dir.name]] * len(files)
+        found[split] = take_per_class(paths, np.asarray(labels, dtype=np.int64), limit_per_class)
+    carved = split_paths(
+        *found["train"],
+        val=0 if "val" in found else float(val_fraction),
+        test=0 if "test" in found else float(test_fraction),
+        seed=seed,
+        what=str(folders["train"]),
+    )
+    splits = {split: found.get(split, carved[split]) for split in SPLIT_FOLDERS}
+    splits["train"] = carved["train"]
+    total = sum(len(paths) for paths, _ in splits.values())
+    return ImageIndex(
+        root.name,
+        names,
+        splits,
+        source=f"image folder {root} ({total:,} images, {len(names)} classes, split folders "
+        f"{', '.join(f'{s}/' for s in folders)})",
+    )
+
+
 def find_class_root(folder: Path) -> Path:
     """`folder` itself, or its single sub-folder when that one holds the class folders."""
     children = subfolders(folder)
-    if len(children) == 1 and len(_class_folders(children[0])) >= 2:
+    if len(children) == 1 and (
+        len(_class_folders(children[0])) >= 2 or _split_folders(children[0]) is not None
+    ):
         return children[0]
     return folder
 
@@ -145,8 +206,20 @@ def index_image_folder(
     through `cvlab.data.load("image-folder", ...)` use `folder`, as `name` is the data set's).
     Class names are the sorted folder names.
     `val_fraction=0` gives the book's train/test-only split (e.g. Flowers-17 at 75/25).
+    With train/ (val/, test/) split folders of class folders, those are the splits; one without
+    a folder is carved from train (`val_fraction` / `test_fraction` of it).
     """
     root = find_class_root(_resolve(directory, folder, name))
+    folders = _split_folders(root)
+    if folders is not None:
+        return _index_split_folders(
+            root,
+            folders,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            limit_per_class=limit_per_class,
+        )
     classes = _class_folders(root)
     if len(classes) < 2:
         found = ", ".join(d.name for d in classes) or "none"
@@ -184,6 +257,7 @@ def index_image_folder(
     )
 
 
+@register_dataset(name="image-folder", index=index_image_folder, layout=FOLDER_LAYOUT)
 def load_image_folder(
     directory: str | Path | None = None,
     *,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cvlab.data.cache import dataset_dir
+from cvlab.data.catalog import CatalogEntry, register_dataset
 from cvlab.data.dataset import Dataset, ImageIndex
 from cvlab.data.images import decode_index
 from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
@@ -97,6 +98,16 @@ def index_imagenet_sample(directory: str | Path | None = None) -> ImageIndex:
     return ImageIndex(NAME, wnids, {"train": empty, "val": empty, "test": test}, source=source)
 
 
+@register_dataset(
+    name="imagenet-sample",
+    index=index_imagenet_sample,
+    catalog=CatalogEntry(
+        "imagenet-sample",
+        "ImageNet sample (one image per class)",
+        "labels.csv (columns file,wnid,index) beside <wnid>_<name>.JPEG files",
+        no_download="it has no official source: use the imagenet-sample archive you were given",
+    ),
+)
 def load_imagenet_sample(
     directory: str | Path | None = None,
     *,

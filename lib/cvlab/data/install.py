@@ -4,32 +4,42 @@ An import unpacks (or copies) into a hidden staging folder inside the cache, che
 with the data set's own loader (the same code `cvlab.data.load` runs), writes a manifest of
 what it found, and only then renames the folder to `<data cache>/<name>`: a failed or
 interrupted import leaves the cache as it was.
+
+A name that is not a built-in data set is the user's own: `import_dataset("animals", path,
+layout="image-folder")` (the layout detected when not given) checks it with that layout's
+indexer and records the layout in the manifest; `user_datasets()` reads them back, which is how
+`cvlab.data.load("animals")`, `cvlab.data.names()` and `cvlab data list` know them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import importlib
+import difflib
 import json
 import os
+import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cvlab.atomic_io import write_json_atomic
 from cvlab.data.archives import copy_folder, extract, folder_size, is_archive
 from cvlab.data.cache import data_root
-from cvlab.data.catalog import CATALOG, CatalogEntry, entry
+from cvlab.data.catalog import CATALOG, DATASETS, CatalogEntry, entry, indexer, layouts
+from cvlab.data.catalog import layout as layout_entry
 from cvlab.data.download import download
 from cvlab.errors import (
     CvlabError,
     DatasetExistsError,
     DatasetFetchError,
     DatasetLayoutError,
+    DatasetNameError,
     DatasetNotFoundError,
+    UnknownNameError,
 )
 
 MANIFEST = ".cvlab-import.json"
@@ -87,19 +97,107 @@ def _per_class(labels: np.ndarray) -> tuple[int, int]:
     return int(counts.min()), int(counts.max())
 
 
-def survey(name: str, directory: str | Path | None = None) -> Survey:
+@dataclass(frozen=True)
+class Target:
+    """What an import installs: the catalog entry, the function that indexes its layout, and
+    the layout's name (a built-in set's own name, or e.g. "image-folder" for a user's set)."""
+
+    item: CatalogEntry
+    index: Callable[..., Any]
+    layout: str
+
+    @property
+    def user(self) -> bool:
+        return self.item.name not in DATASETS
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _user_entry(name: str, layout_name: str) -> CatalogEntry:
+    return CatalogEntry(
+        name,
+        f"{layout_name!r}",
+        layout_entry(layout_name).extra["layout"].strip(),
+        # the folders' own splits: nothing carved when surveying
+        survey_options={"val_fraction": 0, "test_fraction": 0},
+    )
+
+
+def import_target(name: str, layout_name: str | None = None) -> Target:
+    """The built-in importable set `name` (or an alias), or the user's own set `name` in
+    `layout_name` (None: the layout recorded by an earlier import, else detected at import)."""
+    try:
+        item = entry(name)
+    except UnknownNameError:
+        item = None
+    if item is not None:
+        if layout_name not in (None, item.name):
+            raise DatasetNameError(
+                f"{item.name} is a built-in data set with its own layout ({item.expected}); "
+                f"--layout is for your own data sets. Fix: leave --layout out, or import under "
+                f"another name"
+            )
+        return Target(item, indexer(item.name), item.name)
+    if name in DATASETS:
+        raise DatasetNameError(
+            f"{name!r} is a built-in data set name (cvlab.data.load({name!r}) needs no import); "
+            f"your own data set cannot shadow it. Fix: import it under another name, e.g. "
+            f"my-{name}"
+        )
+    if not _NAME.fullmatch(name):
+        raise DatasetNameError(
+            f"{name!r} cannot name a data set: use letters, digits, '.', '_' and '-' (it becomes "
+            f"the folder <data cache>/{name})"
+        )
+    if layout_name is None:
+        recorded = user_datasets().get(name)
+        if recorded is None:
+            close = difflib.get_close_matches(name, [*CATALOG, *_aliases()], n=1, cutoff=0.75)
+            if close:
+                raise UnknownNameError("importable data set", name, list(CATALOG))
+            return Target(_user_entry(name, layouts()[0]), _detect, "")
+        layout_name = recorded["layout"]
+    entry_ = layout_entry(layout_name)
+    return Target(_user_entry(name, layout_name), entry_.extra["index"], layout_name)
+
+
+def _aliases() -> list[str]:
+    return [alias for item in CATALOG.values() for alias in item.aliases]
+
+
+def _detect(directory: str | Path | None = None, **options: Any):
+    """Index `directory` with the first layout that reads it (the last one's error if none)."""
+    error: Exception | None = None
+    for name in layouts():
+        try:
+            return layout_entry(name).extra["index"](directory=directory, **options)
+        except (DatasetLayoutError, DatasetNotFoundError, ValueError) as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
+def detect_layout(directory: str | Path) -> str:
+    """The name of the first layout whose indexer reads `directory`."""
+    for name in layouts():
+        try:
+            layout_entry(name).extra["index"](directory=directory, val_fraction=0, test_fraction=0)
+        except (DatasetLayoutError, DatasetNotFoundError, ValueError):
+            continue
+        return name
+    raise DatasetLayoutError(f"{directory}: in none of the layouts {', '.join(layouts())}")
+
+
+def survey(name: str, directory: str | Path | None = None, *, layout: str | None = None) -> Survey:
     """Count a data set's images per split and class by indexing it with its own loader
     (`directory` None: where `cvlab.data.load(name)` would look)."""
-    import cvlab.data
-
-    item = entry(name)
-    if item.indexer:  # a set that cvlab.data.index does not name (folders of pictures)
-        module, func = item.indexer.split(":")
-        indexer = getattr(importlib.import_module(module), func)
-    else:
-        indexer = functools.partial(cvlab.data.index, item.name)
+    found = import_target(name, layout)
+    item = found.item
+    if directory is None and found.user:
+        directory = data_root() / item.name
     try:
-        index = indexer(directory=directory, **item.survey_options)
+        index = found.index(directory=directory, **item.survey_options)
     except DatasetLayoutError as exc:
         if item.name == "cifar10" and "pickles" in str(exc):
             return _survey_cifar_pickles(None if directory is None else Path(directory))
@@ -173,10 +271,15 @@ def import_dataset(
     force: bool = False,
     link: bool = False,
     progress: bool = True,
+    layout: str | None = None,
 ) -> ImportResult:
     """Install data set `name` into the data cache from an archive or a folder, after checking
-    its layout. `link=True` (folders only) records a symbolic link instead of copying."""
-    item = entry(name)
+    its layout. `link=True` (folders only) records a symbolic link instead of copying.
+
+    A name that is not built in installs the user's own data set, in `layout` ("image-folder":
+    class folders, optionally inside train/ val/ test/), detected when None."""
+    found_target = import_target(name, layout)
+    item = found_target.item
     source = Path(source).expanduser().resolve()
     if not source.exists():
         raise DatasetNotFoundError(
@@ -212,14 +315,24 @@ def import_dataset(
             checked = copy_folder(source, staging, progress=progress)
         else:
             checked = extract(source, staging, progress=progress)
+        layout_name = found_target.layout
         try:
-            found = survey(item.name, checked)
+            if not layout_name:
+                layout_name = detect_layout(checked)
+            found = survey(item.name, checked, layout=layout_name if found_target.user else None)
         except (DatasetLayoutError, DatasetNotFoundError) as exc:
             raise _wrong_layout(item, source, checked, exc) from None
         found.imported_from = str(source)
         found.imported_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         found.location = ""
-        record = {"name": item.name, "signature": signature, "link": link, "survey": asdict(found)}
+        record = {
+            "name": item.name,
+            "signature": signature,
+            "link": link,
+            "layout": layout_name,
+            "user": found_target.user,
+            "survey": asdict(found),
+        }
         if link:
             staging.rmdir()
             staging.symlink_to(source, target_is_directory=True)
@@ -292,7 +405,25 @@ def installed() -> list[Installed]:
             out.append(Installed(item.name, None, problem=str(exc).splitlines()[0]))
         else:
             out.append(Installed(item.name, found))
+    for name, manifest in user_datasets().items():
+        out.append(Installed(name, _survey_from_manifest(manifest, root / name)))
     return out
+
+
+def user_datasets() -> dict[str, dict]:
+    """The user's own data sets in the data cache (name -> manifest, with its "layout"), read
+    from the manifests `import_dataset` wrote; built-in names are never among them."""
+    root = data_root()
+    if not root.is_dir():
+        return {}
+    found: dict[str, dict] = {}
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or path.name in DATASETS or not path.is_dir():
+            continue
+        manifest = read_manifest(path) or read_manifest_beside(root, path.name)
+        if manifest and manifest.get("user") and manifest.get("layout") in layouts():
+            found[path.name] = manifest
+    return found
 
 
 def read_manifest_beside(root: Path, name: str) -> dict | None:
@@ -308,8 +439,9 @@ def other_entries() -> list[str]:
     root = data_root()
     if not root.is_dir():
         return []
+    users = user_datasets()
     return sorted(
         p.name + ("/" if p.is_dir() else "")
         for p in root.iterdir()
-        if not p.name.startswith(".") and p.name not in CATALOG
+        if not p.name.startswith(".") and p.name not in CATALOG and p.name not in users
     )

@@ -7,11 +7,15 @@ import zlib
 
 import numpy as np
 
+from cvlab.data.catalog import register_dataset
 from cvlab.data.dataset import Dataset, stratified_splits
 
 DIGIT_NAMES = [str(d) for d in range(10)]
 
 
+@register_dataset(
+    name="mnist5k",
+)
 def load_mnist5k(
     *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 42
 ) -> Dataset:
@@ -28,6 +32,9 @@ def load_mnist5k(
     )
 
 
+@register_dataset(
+    name="digits",
+)
 def load_digits(
     *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 42
 ) -> Dataset:
@@ -64,6 +71,9 @@ def _resize_grey(x: np.ndarray, size: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+@register_dataset(
+    name="lfw-faces",
+)
 def load_lfw_faces(
     *,
     val_fraction: float = 0.1,
@@ -215,6 +225,9 @@ def photo_crop_boxes(
     return boxes
 
 
+@register_dataset(
+    name="photo-crops",
+)
 def load_photo_crops(
     *,
     size: int = 32,

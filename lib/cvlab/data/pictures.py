@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cvlab.data.cache import dataset_dir
+from cvlab.data.catalog import CatalogEntry, register_dataset
 from cvlab.data.dataset import ImageIndex
 from cvlab.data.images import as_rgb_uint8, read_image
 from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
@@ -76,10 +77,40 @@ def index_pictures(name: str, directory: str | Path | None = None) -> ImageIndex
     return ImageIndex(name, stems, {"train": empty, "val": empty, "test": test}, source=source)
 
 
+@register_dataset(
+    name="style-images",
+    loadable=False,
+    catalog=CatalogEntry(
+        "style-images",
+        "style images (paintings for style transfer)",
+        "a folder of JPEG pictures: <name>.jpg, one painting per file",
+        aliases=("style",),
+        no_download=(
+            "it is a folder of pictures of your choice: the team's paintings are in "
+            "../shared/data/style"
+        ),
+        pictures=True,
+    ),
+)
 def index_style_images(directory: str | Path | None = None) -> ImageIndex:
     return index_pictures(STYLE_IMAGES, directory)
 
 
+@register_dataset(
+    name="content-photos",
+    loadable=False,
+    catalog=CatalogEntry(
+        "content-photos",
+        "content photographs (for style transfer and DeepDream)",
+        "a folder of JPEG pictures: <name>.jpg, one photograph per file",
+        aliases=("content",),
+        no_download=(
+            "it is a folder of pictures of your choice: the team's photographs are in "
+            "../shared/data/content"
+        ),
+        pictures=True,
+    ),
+)
 def index_content_photos(directory: str | Path | None = None) -> ImageIndex:
     return index_pictures(CONTENT_PHOTOS, directory)
 

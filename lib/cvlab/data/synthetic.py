@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cvlab.data.catalog import register_dataset
 from cvlab.data.dataset import Dataset, stratified_splits
 
 SHAPES_MIN_SIZE = 8
@@ -194,6 +195,9 @@ def _render_kind(
     return out
 
 
+@register_dataset(
+    name="shapes",
+)
 def load_shapes(
     *,
     size: int = 32,

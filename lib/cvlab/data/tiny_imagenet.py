@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cvlab.data.cache import data_root, dataset_dir
+from cvlab.data.catalog import CatalogEntry, Download, register_dataset
 from cvlab.data.dataset import Dataset, ImageIndex
 from cvlab.data.image_folder import list_images, natural_key, split_paths, take_per_class
 from cvlab.data.images import decode_index
@@ -169,6 +170,19 @@ def index_tiny_imagenet(
     return ImageIndex(NAME, class_names(root, wnids), splits, source=source)
 
 
+@register_dataset(
+    name="tiny-imagenet",
+    index=index_tiny_imagenet,
+    catalog=CatalogEntry(
+        "tiny-imagenet",
+        "Tiny ImageNet",
+        "tiny-imagenet-200/wnids.txt (with train/ and val/ beside it)",
+        aliases=("tiny-imagenet-200",),
+        download=Download("http://cs231n.stanford.edu/tiny-imagenet-200.zip"),
+        survey_options={"test_size": 0},
+        classes=200,
+    ),
+)
 def load_tiny_imagenet(
     directory: str | Path | None = None,
     *,
