@@ -1,4 +1,5 @@
-"""The `cvlab` command: `cvlab data ...` (data sets), `cvlab grid ...` (= run_grid.py) and
+"""The `cvlab` command: `cvlab models [PATTERN]` (the models by name), `cvlab data ...` (data
+sets), `cvlab grid ...` (= run_grid.py) and
 `cvlab predict run:<id> PATH...` (classify new images with a finished run) and `cvlab report`
 (a self-contained copy of the leaderboard to share)."""
 
@@ -13,8 +14,9 @@ USAGE = """\
 usage: cvlab COMMAND ...
 
 commands:
-  data     install, list and prepare data sets:  cvlab data import NAME PATH | fetch NAME | list
-           | build NAME   (cvlab data --help)
+  models   the models cvlab.models.build knows:  cvlab models [PATTERN] [--no-options]
+  data     install, list and prepare data sets:  cvlab data import NAME PATH | fetch NAME
+           | list [PATTERN] | build NAME   (cvlab data --help)
   grid     run a notebook over a YAML grid:       cvlab grid GRID.yaml [options]  (= run_grid.py)
   predict  classify images with a finished run:   cvlab predict run:<id> PATH... [--top K] [--json]
            (cvlab predict --help)
@@ -82,6 +84,36 @@ def predict_main(argv: list[str]) -> int:
     return 0
 
 
+def _models_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvlab models",
+        description="The models cvlab.models.build(NAME, **options) knows, with the options "
+        "each takes (the same rows as cvlab.models.list_models(PATTERN)).",
+    )
+    parser.add_argument("pattern", nargs="?", help="a shell pattern, e.g. 'res*' or '*net'")
+    parser.add_argument(
+        "--no-options", dest="options", action="store_false", help="one line per model"
+    )
+    return parser
+
+
+def models_main(argv: list[str]) -> int:
+    """`cvlab models [PATTERN]`: name and description, then the options (no Keras loaded)."""
+    from cvlab.models import list_models
+
+    args = _models_parser().parse_args(argv)
+    rows = list_models(args.pattern)
+    if not rows:
+        print(f"no model matches {args.pattern!r} (`cvlab models` lists them all)")
+        return 0
+    width = max(len(row.name) for row in rows) + 2
+    for row in rows:
+        print(f"{row.name:<{width}}{row.description}")
+        if args.options:
+            print(f"{'':<{width}}options: {row.options_text()}")
+    return 0
+
+
 def _report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvlab report",
@@ -116,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, end="")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command == "models":
+        return models_main(rest)
     if command == "data":
         from cvlab.data.__main__ import main as data_main
 

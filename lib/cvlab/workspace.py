@@ -1,9 +1,19 @@
-"""Where outputs go: `experiments/`, `logs/` and `figs/` under one root (`--out`)."""
+"""Where outputs go: `experiments/`, `logs/` and `figs/` under one root (`--out`), and where the
+project is (`project_root`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def project_root(start: str | Path = ".") -> Path:
+    """The nearest folder at or above `start` holding `pyproject.toml`, else `start` itself."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return start
 
 
 @dataclass(frozen=True)

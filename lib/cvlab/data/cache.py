@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cvlab.runs.run import project_root
+from cvlab.workspace import project_root
 
 
 def data_root() -> Path:
