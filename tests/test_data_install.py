@@ -7,7 +7,11 @@ import functools
 import hashlib
 import http.server
 import io
+import json
+import os
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -23,11 +27,12 @@ from cvlab.cli import main as cvlab_main
 from cvlab.data import catalog
 from cvlab.data.catalog import Download
 from cvlab.data.flowers17 import OXFORD_ORDER
-from cvlab.data.install import MANIFEST, fetch_dataset, import_dataset, installed
+from cvlab.data.install import MANIFEST, fetch_dataset, import_dataset, installed, read_manifest
 from cvlab.errors import (
     DatasetExistsError,
     DatasetFetchError,
     DatasetLayoutError,
+    DatasetNameError,
     DatasetNotFoundError,
 )
 
@@ -332,3 +337,109 @@ def test_load_prefers_the_data_cache(tmp_path, cache):
     data = cvlab.data.load("dogs-vs-cats", size=8, progress=False)
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 20
     assert np.bincount(data.y_train).tolist()[0] == np.bincount(data.y_train).tolist()[1]
+
+
+# ---------------------------------------------------------------- a user's own data set
+
+
+def animals_folder(root: Path, classes=("cat", "dog", "fox"), per_class: int = 10) -> Path:
+    """The layout people bring: a top folder of class folders."""
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            jpeg(root / "animals" / name / f"{name}_{i}.jpg", c * 60 + i)
+    return root
+
+
+def test_user_data_set_import_list_load_and_reimport(tmp_path, cache, capsys):
+    archive = tar_of(animals_folder(tmp_path / "src"), tmp_path / "animals.tar.gz")
+    assert "animals" not in cvlab.data.names()
+    code = cvlab_main(["data", "import", "animals", str(archive), "--layout", "image-folder"])
+    out = capsys.readouterr().out
+    assert code == 0 and "animals: 30 images (30 train), 3 classes, 10 per class" in out
+    assert "cvlab.data.load('animals')" in out
+    manifest = json.loads((cache / "animals" / MANIFEST).read_text())
+    assert manifest["layout"] == "image-folder" and manifest["user"] is True
+    assert leftovers(cache) == []
+
+    assert "animals" in cvlab.data.names() and "animals" in cvlab.data.file_based_names()
+    data = cvlab.data.load("animals", size=8, val_fraction=0.2, test_fraction=0.2, progress=False)
+    assert data.class_names == ["cat", "dog", "fox"]
+    assert data.x_train.shape == (18, 8, 8, 3) and data.x_test.shape == (6, 8, 8, 3)
+    labels = np.concatenate([data.y_train, data.y_val, data.y_test])
+    assert np.bincount(labels).tolist() == [10, 10, 10]
+    assert sum(cvlab.data.index("animals").counts().values()) == 30
+
+    assert cvlab_main(["data", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("animals"))
+    assert row.split()[:5] == ["animals", "30", "0", "0", "3"] and str(cache / "animals") in row
+    assert any("your data set (image-folder layout" in line for line in lines)
+    assert cvlab_main(["data", "list", "anim*", "--no-options"]) == 0
+    assert [line.split() for line in capsys.readouterr().out.splitlines()[2:]] == [row.split()]
+
+    # the same source again: nothing to do (layout detected from the manifest); --force redoes it
+    again = import_dataset("animals", archive, progress=False)
+    assert again.skipped and again.survey.classes == 3
+    assert not import_dataset("animals", archive, force=True, progress=False).skipped
+    other = tar_of(animals_folder(tmp_path / "other", per_class=2), tmp_path / "other.tar")
+    with pytest.raises(DatasetExistsError, match="--force"):
+        import_dataset("animals", other, progress=False)
+
+
+def test_user_data_set_layout_detected_with_split_folders(tmp_path, cache):
+    src = tmp_path / "pets"
+    for split, n in (("train", 4), ("test", 2)):
+        for c, name in enumerate(("cat", "dog")):
+            for i in range(n):
+                jpeg(src / split / name / f"{i}.png", c * 100 + i)
+    result = import_dataset("pets", src, progress=False)  # no layout given: detected
+    assert result.survey.splits == {"train": 8, "val": 0, "test": 4}
+    assert read_manifest(cache / "pets")["layout"] == "image-folder"
+    index = cvlab.data.index("pets", val_fraction=0.25)  # val carved from train/, test = test/
+    assert index.counts() == {"train": 6, "val": 2, "test": 4}
+    assert index.class_names == ["cat", "dog"]
+    assert all("/test/" in str(p) for p in index.splits["test"][0])
+
+
+def test_user_data_set_in_a_grid_validates(tmp_path, cache):
+    import_dataset("animals", animals_folder(tmp_path / "src"), progress=False)
+    grid = tmp_path / "animals.yaml"
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "00_quickstart.ipynb"
+    grid.write_text(
+        f"notebook: {notebook}\nparams:\n  dataset: animals\n  model_name: lenet\n"
+        "grid:\n  optimizer: [sgd, adam]\nrank_by: {metric: test_accuracy, mode: max}\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    run_grid = root / "run_grid.py"
+    env = {**os.environ, "CVLAB_DATA": str(cache), "PYTHONPATH": str(root / "lib")}
+    command = [sys.executable, str(run_grid), str(grid), "--dry-run", "--out", str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    grid.write_text(grid.read_text().replace("dataset: animals", "dataset: animalz"))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "did you mean 'animals'" in done.stdout + done.stderr
+
+
+def test_user_data_set_refusals_install_nothing(tmp_path, cache, capsys):
+    src = animals_folder(tmp_path / "src")
+    assert cvlab_main(["data", "import", "animals", str(src), "--layout", "nope"]) == 2
+    assert "unknown layout 'nope'; choose one of: image-folder" in capsys.readouterr().err
+    flat = tmp_path / "flat"  # images, but no class folders
+    for i in range(3):
+        jpeg(flat / f"{i}.jpg", i)
+    assert cvlab_main(["data", "import", "animals", str(flat), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "not a 'image-folder' layout" in err and "<folder>/<class name>/<image>.jpg" in err
+    assert "Nothing was installed" in err
+    with pytest.raises(DatasetNameError, match="built-in data set name"):
+        import_dataset("mnist5k", src, progress=False)
+    with pytest.raises(DatasetNameError, match="built-in data set name"):
+        import_dataset("image-folder", src, progress=False)
+    with pytest.raises(DatasetNameError, match="--layout is for your own data sets"):
+        import_dataset("flowers17", src, layout="image-folder", progress=False)
+    with pytest.raises(DatasetNameError, match="cannot name a data set"):
+        import_dataset("../animals", src, layout="image-folder", progress=False)
+    with pytest.raises(KeyError, match="unknown importable data set 'tinyimagenet'"):
+        import_dataset("tinyimagenet", src, progress=False)  # a typo, not a new set
+    assert not cache.exists() or sorted(p.name for p in cache.iterdir()) == []
+    assert "animals" not in cvlab.data.names()
