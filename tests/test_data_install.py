@@ -439,7 +439,7 @@ def test_user_data_set_refusals_install_nothing(tmp_path, cache, capsys):
         import_dataset("flowers17", src, layout="image-folder", progress=False)
     with pytest.raises(DatasetNameError, match="cannot name a data set"):
         import_dataset("../animals", src, layout="image-folder", progress=False)
-    with pytest.raises(KeyError, match="unknown importable data set 'tinyimagenet'"):
+    with pytest.raises(DatasetNameError, match="data set 'tinyimagenet' .did you mean 'tiny-imag"):
         import_dataset("tinyimagenet", src, progress=False)  # a typo, not a new set
     assert not cache.exists() or sorted(p.name for p in cache.iterdir()) == []
     assert "animals" not in cvlab.data.names()

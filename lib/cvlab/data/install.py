@@ -154,8 +154,12 @@ def import_target(name: str, layout_name: str | None = None) -> Target:
         recorded = user_datasets().get(name)
         if recorded is None:
             close = difflib.get_close_matches(name, [*CATALOG, *_aliases()], n=1, cutoff=0.75)
-            if close:
-                raise UnknownNameError("importable data set", name, list(CATALOG))
+            if close:  # a typo of a built-in name, not a new data set
+                raise DatasetNameError(
+                    f"unknown importable data set {name!r} (did you mean {close[0]!r}?). Fix: "
+                    f"the built-in name, or --layout {layouts()[0]} to install your own data "
+                    f"set as {name!r}"
+                )
             return Target(_user_entry(name, layouts()[0]), _detect, "")
         layout_name = recorded["layout"]
     entry_ = layout_entry(layout_name)
