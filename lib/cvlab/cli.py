@@ -99,7 +99,7 @@ def _models_parser() -> argparse.ArgumentParser:
 
 def models_main(argv: list[str]) -> int:
     """`cvlab models [PATTERN]`: name and description, then the options (no Keras loaded)."""
-    from cvlab.models import list_models
+    from cvlab.models import list_models  # lazy: pandas (through cvlab.runs)
 
     args = _models_parser().parse_args(argv)
     rows = list_models(args.pattern)

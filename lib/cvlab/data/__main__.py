@@ -25,6 +25,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cvlab.data import list_datasets
+from cvlab.data.build import build_hdf5
+from cvlab.data.cache import data_root
+from cvlab.data.catalog import CATALOG
+from cvlab.data.hdf5 import HDF5DatasetReader
+from cvlab.data.install import fetch_dataset, import_dataset, other_entries
 from cvlab.errors import (
     CvlabError,
     DatasetExistsError,
@@ -44,7 +50,7 @@ class _BadInput(Exception):
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """`["directory=/x", "limit=200"]` -> `{"directory": "/x", "limit": 200}` (values as YAML)."""
-    from cvlab.grid.spec import parse_yaml
+    from cvlab.grid.spec import parse_yaml  # lazy: pydantic, papermill (the grid's YAML dialect)
 
     options: dict[str, Any] = {}
     for item in items:
@@ -70,9 +76,6 @@ def _size(text: str) -> int | tuple[int, int]:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from cvlab.data.build import build_hdf5
-    from cvlab.data.hdf5 import HDF5DatasetReader
-
     options = parse_options(args.option)
     paths = build_hdf5(
         args.name,
@@ -99,9 +102,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _print_import(result) -> None:
-    from cvlab.data.cache import data_root
-    from cvlab.data.catalog import CATALOG
-
     verb = "already installed (same source; --force re-imports)" if result.skipped else "installed"
     print(f"{result.survey.describe()}\n  {verb}: {result.target}")
     if result.skipped:
@@ -120,8 +120,6 @@ def _print_import(result) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from cvlab.data.install import import_dataset
-
     result = import_dataset(
         args.name,
         args.path,
@@ -135,8 +133,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from cvlab.data.install import fetch_dataset
-
     _print_import(fetch_dataset(args.name, force=args.force, progress=not args.quiet))
     return EXIT_OK
 
@@ -151,10 +147,6 @@ def _status(row) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from cvlab.data import list_datasets
-    from cvlab.data.cache import data_root
-    from cvlab.data.install import other_entries
-
     rows = list_datasets(args.pattern)
     if not rows:
         print(f"no data set matches {args.pattern!r} (`cvlab data list` shows them all)")

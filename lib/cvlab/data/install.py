@@ -31,6 +31,7 @@ from cvlab.data.archives import copy_folder, extract, folder_size, is_archive
 from cvlab.data.cache import data_root
 from cvlab.data.catalog import CATALOG, DATASETS, CatalogEntry, entry, indexer, layouts
 from cvlab.data.catalog import layout as layout_entry
+from cvlab.data.cifar10 import load_cifar10
 from cvlab.data.download import download
 from cvlab.errors import (
     CvlabError,
@@ -84,8 +85,6 @@ class ImportResult:
 
 
 def _survey_cifar_pickles(folder: Path | None) -> Survey:
-    from cvlab.data.cifar10 import load_cifar10
-
     data = load_cifar10(folder, val_fraction=0)
     labels = np.concatenate([data.y_train, data.y_test])
     counts = {"train": len(data.y_train), "val": 0, "test": len(data.y_test)}
