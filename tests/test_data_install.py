@@ -363,7 +363,7 @@ def test_user_data_set_import_list_load_and_reimport(tmp_path, cache, capsys):
 
     assert "animals" in cvlab.data.names() and "animals" in cvlab.data.file_based_names()
     data = cvlab.data.load("animals", size=8, val_fraction=0.2, test_fraction=0.2, progress=False)
-    assert data.class_names == ["cat", "dog", "fox"]
+    assert data.class_names == ["cat", "dog", "fox"] and data.name == "animals"
     assert data.x_train.shape == (18, 8, 8, 3) and data.x_test.shape == (6, 8, 8, 3)
     labels = np.concatenate([data.y_train, data.y_val, data.y_test])
     assert np.bincount(labels).tolist() == [10, 10, 10]
@@ -387,7 +387,7 @@ def test_user_data_set_import_list_load_and_reimport(tmp_path, cache, capsys):
 
 
 def test_user_data_set_layout_detected_with_split_folders(tmp_path, cache):
-    src = tmp_path / "pets"
+    src = tmp_path / "kennel"  # not the name it is imported under
     for split, n in (("train", 4), ("test", 2)):
         for c, name in enumerate(("cat", "dog")):
             for i in range(n):
@@ -397,7 +397,7 @@ def test_user_data_set_layout_detected_with_split_folders(tmp_path, cache):
     assert read_manifest(cache / "pets")["layout"] == "image-folder"
     index = cvlab.data.index("pets", val_fraction=0.25)  # val carved from train/, test = test/
     assert index.counts() == {"train": 6, "val": 2, "test": 4}
-    assert index.class_names == ["cat", "dog"]
+    assert index.class_names == ["cat", "dog"] and index.name == "pets"
     assert all("/test/" in str(p) for p in index.splits["test"][0])
 
 

@@ -68,7 +68,9 @@ def load(name: str, /, **options: Any) -> Dataset:
     """Load the data set registered as `name` with its options (splits, seed, size, ...)."""
     if name not in DATASETS and (user := _user(name)) is not None:
         options.setdefault("directory", data_root() / name)
-        return layout(user[0]).builder(**options)
+        data = layout(user[0]).builder(**options)
+        data.name = name  # the layout's loader names it after its folder
+        return data
     return dataset(name).builder(**options)
 
 
@@ -76,7 +78,9 @@ def index(name: str, /, **options: Any) -> ImageIndex:
     """The files and labels of a file-based data set, per split, without decoding them."""
     if name not in DATASETS and (user := _user(name)) is not None:
         options.setdefault("directory", data_root() / name)
-        return layout(user[0]).extra["index"](**options)
+        found = layout(user[0]).extra["index"](**options)
+        found.name = name
+        return found
     if name not in indexed_names():
         raise UnknownNameError("file-based data set", name, file_based_names())
     return indexer(name)(**options)

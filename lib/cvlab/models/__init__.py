@@ -87,7 +87,7 @@ def build(name: str, /, **options: Any):
         return entry.builder(**options)
     include_top = options.pop("include_top", True) if "include_top" not in own else True
     pooling = options.pop("pooling", None) if "pooling" not in own else None
-    if include_top is not True or pooling is not None:
+    if include_top not in (True, None) or pooling is not None:  # None: "the model's default"
         backbones = ", ".join(n for n in names() if "include_top" in MODELS.get(n).option_names())
         raise ValueError(
             f"{name} builds its own classifier: include_top={include_top!r}, pooling={pooling!r} "
