@@ -322,34 +322,6 @@ def preprocessing(name: str):
     return lambda batch: keras_preprocess(as_float(batch))
 
 
-def with_weights(
-    name: str,
-    build: Any,
-    weights: str | os.PathLike | None,
-    *,
-    input_shape: Sequence[int] | None = None,
-    classes: int | None = None,
-    root: str | Path | None = None,
-):
-    """`weights=` for a model without ImageNet weights (the book's networks): "none" builds it
-    with `build()`, a weights file is loaded into it, "run:<id>" / a `.keras` file is the saved
-    model itself (checked against `input_shape` / `classes`)."""
-    kind, source = _weights_kind(weights)
-    if kind == "imagenet":
-        raise WeightsNotAvailableError(
-            f"{name} has no ImageNet weights (the book trains it from scratch). Fix: weights="
-            f"'none', a weights file, 'run:<run_id>', or an ImageNet backbone: "
-            f"{', '.join([*names(), OFFLINE_BACKBONE])}"
-        )
-    if kind in ("run", "model"):
-        path = find_run_model(source, root) if kind == "run" else source
-        return _load_saved_model(path, input_shape, classes)
-    model = build()
-    if kind == "file":
-        _load_weights(model, source, name)
-    return model
-
-
 def freeze_layers(model) -> None:
     """Make every layer of `model` non-trainable (the book's loop over `baseModel.layers`)."""
     for layer in model.layers:
@@ -439,6 +411,34 @@ def backbone(
 
     if freeze:
         freeze_layers(model)
+    return model
+
+
+def with_weights(
+    name: str,
+    build: Any,
+    weights: str | os.PathLike | None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    classes: int | None = None,
+    root: str | Path | None = None,
+):
+    """`weights=` for a model without ImageNet weights (the book's networks): "none" builds it
+    with `build()`, a weights file is loaded into it, "run:<id>" / a `.keras` file is the saved
+    model itself (checked against `input_shape` / `classes`)."""
+    kind, source = _weights_kind(weights)
+    if kind == "imagenet":
+        raise WeightsNotAvailableError(
+            f"{name} has no ImageNet weights (the book trains it from scratch). Fix: weights="
+            f"'none', a weights file, 'run:<run_id>', or an ImageNet backbone: "
+            f"{', '.join([*names(), OFFLINE_BACKBONE])}"
+        )
+    if kind in ("run", "model"):
+        path = find_run_model(source, root) if kind == "run" else source
+        return _load_saved_model(path, input_shape, classes)
+    model = build()
+    if kind == "file":
+        _load_weights(model, source, name)
     return model
 
 
