@@ -399,6 +399,10 @@ def test_user_data_set_layout_detected_with_split_folders(tmp_path, cache):
     assert index.counts() == {"train": 6, "val": 2, "test": 4}
     assert index.class_names == ["cat", "dog"] and index.name == "pets"
     assert all("/test/" in str(p) for p in index.splits["test"][0])
+    linked = import_dataset("pets-linked", src, link=True, progress=False)
+    assert (cache / "pets-linked").is_symlink() and linked.survey.images == 12
+    assert {"pets", "pets-linked"} <= set(cvlab.data.names())
+    assert cvlab.data.index("pets-linked", val_fraction=0).counts()["test"] == 4
 
 
 def test_user_data_set_in_a_grid_validates(tmp_path, cache):
