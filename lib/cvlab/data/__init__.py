@@ -126,7 +126,7 @@ def list_datasets(pattern: str | None = None, *, survey: bool = True) -> list[Da
     wanted = set(fnmatch_names([*DATASETS, *user_datasets()], pattern))
     found: dict[str, Installed] = {}
     if survey and any(n in CATALOG or n not in DATASETS for n in wanted):
-        found = {i.name: i for i in installed() if i.name in wanted}
+        found = {i.name: i for i in installed(wanted)}
     rows = []
     for entry in DATASETS.entries():
         if entry.name not in wanted:

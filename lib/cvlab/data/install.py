@@ -19,7 +19,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -389,12 +389,14 @@ class Installed:
     problem: str = ""  # why it could not be read, when it is there but broken
 
 
-def installed() -> list[Installed]:
-    """Every catalog data set: what is installed (from its manifest, else by indexing it where
-    the loader looks), or None."""
+def installed(names: Collection[str] | None = None) -> list[Installed]:
+    """Every catalog data set (those in `names` when given) and the user's own: what is
+    installed (from its manifest, else by indexing it where the loader looks), or None."""
     root = data_root()
     out = []
     for item in CATALOG.values():
+        if names is not None and item.name not in names:
+            continue
         target = root / item.name
         manifest = read_manifest(target) or read_manifest_beside(root, item.name)
         if target.exists() and manifest:
@@ -409,7 +411,8 @@ def installed() -> list[Installed]:
         else:
             out.append(Installed(item.name, found))
     for name, manifest in user_datasets().items():
-        out.append(Installed(name, _survey_from_manifest(manifest, root / name)))
+        if names is None or name in names:
+            out.append(Installed(name, _survey_from_manifest(manifest, root / name)))
     return out
 
 
