@@ -16,6 +16,7 @@ from cvlab.data.dataset import SPLITS, Dataset, ImageIndex, stratified_splits
 from cvlab.data.hdf5 import HDF5DatasetReader, HDF5DatasetWriter
 from cvlab.data.pipeline import make_pipeline
 from cvlab.errors import UnknownNameError
+from cvlab.runs.run import note_data
 
 # name -> "module:function"; modules load on first use, so listing names is cheap.
 _LOADERS: dict[str, str] = {
@@ -60,8 +61,11 @@ def file_based_names() -> list[str]:
 
 
 def load(name: str, /, **options: Any) -> Dataset:
-    """Load the data set registered as `name` with its options (splits, seed, size, ...)."""
-    return _resolve(_LOADERS, "data set", name)(**options)
+    """Load the data set registered as `name` with its options (splits, seed, size, ...); the
+    current run (`cvlab.runs.start`) records it, and whether it is synthetic."""
+    dataset = _resolve(_LOADERS, "data set", name)(**options)
+    note_data(dataset.name, synthetic=dataset.synthetic, source=dataset.source)
+    return dataset
 
 
 def index(name: str, /, **options: Any) -> ImageIndex:
