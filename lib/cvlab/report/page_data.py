@@ -18,6 +18,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from cvlab.report.page_curves import load_curves
+from cvlab.report.rank_chart import rank_chart
 from cvlab.report.ranking import best_run_ids, flag, leaderboard_order
 from cvlab.report.seed_groups import group_by_seed
 from cvlab.runs.epoch_metrics import EpochSummary, flat_summary
@@ -234,6 +235,9 @@ def _grid_entry(grid: str, group: pd.DataFrame, runs: list[dict], ws: Workspace)
         "figures": figures,
         "view": column_view(runs, exclude_metrics=[metric] if metric else []),
         "seed_groups": seed_group_entries(group[~flag(group, "stale")], runs),
+        # the rank-against-parameter chart the page draws (plots.py draws the same one)
+        "rank_chart": rank_chart(runs),
+        "rank_chart_with_stale": rank_chart(runs, True) if any(r["stale"] for r in runs) else None,
     }
 
 

@@ -59,9 +59,3 @@ def leaderboard_order(frame: pd.DataFrame, include_stale: bool = False) -> pd.Da
     )
     ordered = ordered.sort_values(["grid", "_tier", "_score", "_started"], kind="stable")
     return ordered.drop(columns=["_tier", "_score", "_started"])
-
-
-def varied_params(frame: pd.DataFrame) -> list[str]:
-    """The `params.*` columns whose values differ between the rows of `frame`."""
-    cols = [c for c in frame.columns if c.startswith("params.")]
-    return [c for c in cols if frame[c].astype(str).nunique(dropna=False) > 1]
