@@ -64,7 +64,7 @@ def load(name: str, /, **options: Any) -> Dataset:
     """Load the data set registered as `name` with its options (splits, seed, size, ...); the
     current run (`cvlab.runs.start`) records it, and whether it is synthetic."""
     dataset = _resolve(_LOADERS, "data set", name)(**options)
-    note_data(dataset.name, synthetic=dataset.synthetic, source=dataset.source)
+    note_data(name, synthetic=dataset.synthetic, source=dataset.source)
     return dataset
 
 
