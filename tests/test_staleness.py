@@ -128,7 +128,7 @@ def test_dry_run_lists_stale_runs_after_a_code_change(grid_file, tmp_path, capsy
     _edit(notebook, lambda nb: setattr(nb.cells[0], "source", "# A light test notebok, fixed"))
     assert grid_main([str(grid_file), "--out", str(out), "--dry-run", "--only", "x=2"]) == 0
     printed = capsys.readouterr().out
-    assert "stale" not in printed and "0 to run" in printed
+    assert "is stale" not in printed and "are stale" not in printed and "0 to run" in printed
 
     # the code changes: the finished run is stale, and the run of the new code is named
     _edit(notebook, lambda nb: setattr(nb.cells[2], "source", nb.cells[2].source + "\nnew = 1"))
