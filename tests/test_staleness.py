@@ -23,6 +23,7 @@ from cvlab.grid.staleness import stale_runs
 from cvlab.report import plots
 from cvlab.report.page import write_leaderboard_page
 from cvlab.report.page_data import build_page_data
+from cvlab.report.rank_chart import rank_chart
 from cvlab.report.ranking import best_run_ids
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs.record import RunRecord
@@ -346,3 +347,48 @@ def test_include_stale_toggle_moves_the_star(tmp_path, browser):
     assert page.get_attribute(star, "data-key") == "g/new21"
     assert errors == []
     page.close()
+
+
+# ---- the rank chart: computed once, for the figure and the page ------------------------------
+
+
+def test_rank_chart_panels_values_and_spread():
+    runs = [
+        {"key": f"g/{i}", "name": str(i), "params": params, "rank": rank, "best": False,
+         "stale": False, "synthetic": False}
+        for i, (params, rank) in enumerate(
+            [
+                ({"lr": "0.01", "seed": "0"}, 0.5),
+                ({"lr": "0.01", "seed": "1"}, 0.7),
+                ({"lr": "0.001", "seed": "0"}, 0.4),
+                ({"lr": "0.1", "seed": "0", "opt": "adam"}, None),
+            ]
+        )
+    ]  # fmt: skip
+    chart = rank_chart(runs)
+    assert [p["param"] for p in chart["panels"]] == ["lr", "opt"]  # seed: error bars, no panel
+    lr = chart["panels"][0]
+    assert lr["values"] == ["0.001", "0.01", "0.1"]  # numeric order
+    assert lr["groups"] == [
+        {"value": "0.001", "mean": 0.4, "sd": None, "n": 1},
+        {
+            "value": "0.01",
+            "mean": pytest.approx(0.6),
+            "sd": pytest.approx(0.1414, abs=1e-4),
+            "n": 2,
+        },
+    ]
+    assert chart["panels"][1]["values"] == ["adam", None]  # unset last
+    assert len(chart["points"]) == 3  # the run without a rank value is no point
+    assert rank_chart(runs[:2])["panels"][0]["param"] == "seed"  # alone, seed is a panel
+
+
+def test_the_figure_and_the_page_draw_the_same_chart(tmp_path):
+    ws, store = _stored(tmp_path, _stale_grid(), digest="new")
+    frame = store.frame()
+    page = build_page_data(frame, store.records(), ws)["grids"]["g"]["rank_chart"]
+    figure = rank_chart(plots.chart_runs(frame))
+    assert page["panels"] == figure["panels"]
+    assert sorted((p["key"], p["rank"]) for p in page["points"]) == sorted(
+        (p["key"], p["rank"]) for p in figure["points"]
+    )

@@ -8,6 +8,7 @@ the page data). Neither decides anything about what the chart shows.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -23,10 +24,13 @@ def _value_key(text: str | None) -> tuple[int, float, list[Any]]:
     if text is None:
         return (2, 0.0, [])
     try:
-        return (0, float(text), [])
+        number = float(text)
     except ValueError:
-        parts = re.split(r"(\d+)", text.lower())
-        return (1, 0.0, [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts])
+        number = math.nan
+    if math.isfinite(number):
+        return (0, number, [])
+    parts = re.split(r"(\d+)", text.lower())
+    return (1, 0.0, [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts])
 
 
 def _eligible(points: list[dict[str, Any]], include_stale: bool) -> list[dict[str, Any]]:
