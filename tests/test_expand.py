@@ -73,7 +73,7 @@ def test_outputs_do_not_change_ids_but_code_does(light_notebook, write_grid):
     nb.cells[1].execution_count = 3
     nbformat.write(nb, str(light_notebook))
     assert plans_for(write_grid)[0].run_id == before
-    nb.cells[2].source += "\n# a code change"
+    nb.cells[2].source += "\nchanged = True"  # a code change (a comment no longer is one)
     nbformat.write(nb, str(light_notebook))
     assert plans_for(write_grid)[0].run_id != before
 

@@ -47,14 +47,19 @@ def run_notebook(
 
 
 def leaderboard(
-    grid: str | None = None, *, group_by_seed: bool = False, out: str | Path = "."
+    grid: str | None = None,
+    *,
+    group_by_seed: bool = False,
+    include_stale: bool = False,
+    out: str | Path = ".",
 ) -> Any:
     """The leaderboard of `out` (default: the current folder) as a pandas DataFrame: one row
     per run, or with `group_by_seed=True` one row per combination with each metric's mean and
-    standard deviation over seeds. See `cvlab.report.leaderboard.leaderboard`."""
+    standard deviation over seeds; runs of older notebook code rank only with `include_stale`.
+    See `cvlab.report.leaderboard.leaderboard`."""
     from cvlab.report.leaderboard import leaderboard as _leaderboard
 
-    return _leaderboard(grid, group_by_seed=group_by_seed, out=out)
+    return _leaderboard(grid, group_by_seed=group_by_seed, include_stale=include_stale, out=out)
 
 
 def __getattr__(name: str) -> Any:

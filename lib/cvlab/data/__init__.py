@@ -46,6 +46,7 @@ from cvlab.data.install import Installed, Survey, installed, user_datasets
 from cvlab.data.pipeline import make_pipeline
 from cvlab.errors import UnknownNameError
 from cvlab.registry import Option, fnmatch_names
+from cvlab.runs.run import note_data
 
 
 def names() -> list[str]:
@@ -65,13 +66,16 @@ def _user(name: str) -> tuple[str, dict] | None:
 
 
 def load(name: str, /, **options: Any) -> Dataset:
-    """Load the data set registered as `name` with its options (splits, seed, size, ...)."""
+    """Load the data set registered as `name` with its options (splits, seed, size, ...); the
+    current run (`cvlab.runs.start`) records it, and whether it is synthetic."""
     if name not in DATASETS and (user := _user(name)) is not None:
         options.setdefault("directory", data_root() / name)
         data = layout(user[0]).builder(**options)
         data.name = name  # the layout's loader names it after its folder
-        return data
-    return dataset(name).builder(**options)
+    else:
+        data = dataset(name).builder(**options)
+    note_data(name, synthetic=data.synthetic, source=data.source)
+    return data
 
 
 def index(name: str, /, **options: Any) -> ImageIndex:

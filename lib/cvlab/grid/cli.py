@@ -12,13 +12,21 @@ from pathlib import Path
 
 from cvlab.atomic_io import DiskFullError
 from cvlab.errors import GridSpecError
-from cvlab.grid.expand import RunFilterError, RunPlan, expand, filter_plans, run_count
+from cvlab.grid.expand import (
+    RunFilterError,
+    RunPlan,
+    expand,
+    filter_plans,
+    notebook_digest,
+    run_count,
+)
 from cvlab.grid.lock import GridLock, GridLockedError
 from cvlab.grid.preflight import OutputFolderError, check_output_folder
 from cvlab.grid.prewarm import prewarm_statements
 from cvlab.grid.publisher import RunPublisher, runs_missing_html
 from cvlab.grid.scheduler import DaskUnavailableError, make_executor, run_plans
 from cvlab.grid.spec import ValidatedGrid, load_grid_spec
+from cvlab.grid.staleness import stale_note, stale_runs
 from cvlab.runs.epoch_metrics import resolve_metric
 from cvlab.runs.record import FINISHED_STATUSES, RunRecord, utc_now
 from cvlab.workspace import Workspace
@@ -121,6 +129,7 @@ def _register(store, grid: ValidatedGrid, ws: Workspace) -> None:
         rank_metric=grid.spec.rank_by.metric,
         rank_mode=grid.spec.rank_by.mode,
         description=grid.spec.description,
+        code_digest=notebook_digest(grid.notebook),  # the grid's runs of other code are stale
     )
 
 
@@ -290,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         states, todo = _states(ws, plans, args.force, args.max_runs)
         print(f"grid {grid.name}: {len(plans)} runs, {len(todo)} to run (notebook {grid.notebook})")
         print(_table(plans, states, todo))
+        if note := stale_note(stale_runs(grid, plans, ws), grid.notebook):
+            print(note)
         return EXIT_OK
 
     try:

@@ -164,6 +164,7 @@ def fresh_record(plan: RunPlan, workspace: Workspace, **fields) -> RunRecord:
         notebook=notebook_label(plan.notebook, workspace),
         params=dict(plan.params),
         seed=plan.seed,
+        code_digest=plan.code_digest or None,
         **fields,
     )
     record.save(run_dir)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import math
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,46 @@ class RunPlan:
     seed: int | None = None
     timeout: float | None = None
     kernel: str = "python3"
+    # the notebook's code digest (`notebook_digest`): recorded with the run, so that a later
+    # change of the code marks it stale (`cvlab.grid.staleness`)
+    code_digest: str = ""
+
+
+# Tokens that cannot change what a cell does: comments, blank lines and line continuations.
+_NOISE_TOKENS = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER})
+# Structure tokens whose text is spacing (an indent's width, a last line without its newline).
+_MARKERS = {tokenize.INDENT: "<indent>", tokenize.DEDENT: "<dedent>", tokenize.NEWLINE: "<nl>"}
+
+
+def normalized_code(source: str) -> str:
+    """A code cell as what it runs: IPython magics and shell escapes turned into the calls
+    IPython makes of them, then its tokens without comments, blank lines or spacing (a cell
+    Python cannot tokenize: its non-blank lines, stripped, without whole-line comments)."""
+    from IPython.core.inputtransformer2 import TransformerManager  # lazy: IPython
+
+    try:
+        python = TransformerManager().transform_cell(source)
+    except (SyntaxError, ValueError):  # a magic IPython itself cannot read: keep the text
+        python = source
+    try:
+        tokens = [
+            _MARKERS.get(tok.type, tok.string)
+            for tok in tokenize.generate_tokens(io.StringIO(python).readline)
+            if tok.type not in _NOISE_TOKENS
+            and (tok.type != tokenize.ERRORTOKEN or tok.string.strip())
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        lines = (line.strip() for line in python.splitlines())
+        return "\n".join(line for line in lines if line and not line.startswith("#"))
+    return json.dumps(tokens)
 
 
 def notebook_digest(path: str | Path) -> str:
-    """Hash of a notebook's cell types and sources: outputs and metadata do not change it."""
+    """Hash of what a notebook's code cells run, in order (the `parameters` cell included):
+    markdown, outputs, metadata, comments, blank lines and spacing do not change it, so fixing
+    the explanation of a notebook leaves its runs' ids, and their results, as they were."""
     nb = nbformat.read(str(path), as_version=4)
-    cells = [[cell.cell_type, cell.source] for cell in nb.cells]
+    cells = [normalized_code(cell.source) for cell in nb.cells if cell.cell_type == "code"]
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
 
 
@@ -109,6 +145,7 @@ def expand(grid: ValidatedGrid, timeout: float | None = None) -> list[RunPlan]:
                 seed=seed if seed is not None else params.get(SEED_PARAM),
                 timeout=timeout if timeout is not None else spec.timeout,
                 kernel=spec.kernel,
+                code_digest=digest,
             )
         )
     return plans

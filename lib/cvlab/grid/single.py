@@ -47,8 +47,9 @@ def run_single_notebook(
         raise GridSpecError(problems)
     ws = Workspace.at(out_dir or ".")
     grid = notebook.stem
+    digest = notebook_digest(notebook)
     plan = RunPlan(
-        run_id=run_id_for(notebook_digest(notebook), params),
+        run_id=run_id_for(digest, params),
         name=readable_name(params, list(params)),
         grid=grid,
         notebook=notebook,
@@ -56,6 +57,7 @@ def run_single_notebook(
         seed=params.get("seed"),
         timeout=timeout,
         kernel=kernel_name,
+        code_digest=digest,
     )
     store = LeaderboardStore(ws.leaderboard_db)
     if rank_by is not None or grid not in store.grids():

@@ -8,6 +8,7 @@ import pandas as pd
 
 from cvlab.errors import CvlabError
 from cvlab.report import seed_groups
+from cvlab.report.ranking import flag, leaderboard_order
 from cvlab.report.store import LeaderboardStore, only_grids
 from cvlab.workspace import Workspace
 
@@ -17,7 +18,11 @@ class LeaderboardNotFoundError(CvlabError, FileNotFoundError):
 
 
 def leaderboard(
-    grid: str | None = None, *, group_by_seed: bool = False, out: str | Path = "."
+    grid: str | None = None,
+    *,
+    group_by_seed: bool = False,
+    include_stale: bool = False,
+    out: str | Path = ".",
 ) -> pd.DataFrame:
     """The runs of `grid` (every grid when None) in `<out>/logs/leaderboard.db`, best first.
 
@@ -25,6 +30,10 @@ def leaderboard(
     `:best_epoch` for per-epoch metrics); with `group_by_seed=True`, one row per combination of
     parameters, each metric as `<m>.mean` / `<m>.std` over its finished seeds (see
     `cvlab.report.seed_groups`).
+
+    Runs of an older version of their notebook's code (`stale` column) are listed after the
+    current ones and left out of the seed groups, unless `include_stale=True` ranks them with
+    the others; runs on synthetic data (`synthetic`) rank after the real ones.
     """
     ws = Workspace.at(out)
     if not ws.leaderboard_db.is_file():
@@ -39,9 +48,8 @@ def leaderboard(
             raise KeyError(f"no grid {grid!r} in {ws.leaderboard_db} (grids: {known})")
         frame = only_grids(frame, [grid])
     if group_by_seed:
+        if not include_stale:
+            frame = frame[~flag(frame, "stale")].reset_index(drop=True)
         return seed_groups.group_by_seed(frame)
-    # best first within each grid; unranked runs (failed, no metric) last
-    sign = frame["rank_mode"].map(lambda mode: 1.0 if mode == "min" else -1.0)
-    order = (frame["rank_value"] * sign).fillna(float("inf"))
-    ranked = frame.assign(_order=order).sort_values(["grid", "_order"], kind="stable")
-    return ranked.drop(columns="_order").reset_index(drop=True)
+    # best first within each grid; stale, then unranked runs (failed, no metric) last
+    return leaderboard_order(frame, include_stale).reset_index(drop=True)

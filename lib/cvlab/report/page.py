@@ -112,6 +112,23 @@ def _files_cell(run: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+STALE_TITLE = (
+    "ran an older version of its notebook's code: kept and comparable, not ranked against the "
+    "current runs (tick 'include stale runs' to rank it)"
+)
+SYNTHETIC_TITLE = "ran on synthetic data: ranked only among synthetic runs, never against real ones"
+
+
+def _badges(run: dict[str, Any]) -> str:
+    """`stale` and `synthetic` marks beside a run's name."""
+    badges = ""
+    if run.get("stale"):
+        badges += f' <span class="badge stale" title="{_e(STALE_TITLE)}">stale</span>'
+    if run.get("synthetic"):
+        badges += f' <span class="badge synthetic" title="{_e(SYNTHETIC_TITLE)}">synthetic</span>'
+    return badges
+
+
 def _cells(run: dict[str, Any], params: list[str], metrics: list[str]) -> dict[str, str]:
     """Each column's cell content for one run, keyed like the header."""
     name = _e(run["name"])
@@ -122,7 +139,8 @@ def _cells(run: dict[str, Any], params: list[str], metrics: list[str]) -> dict[s
         if run["best"]
         else "",
         "run": _thumbnail(run)
-        + (_link(notebook, run["name"], title=run["id"]) if notebook else name),
+        + (_link(notebook, run["name"], title=run["id"]) if notebook else name)
+        + _badges(run),
         "status": _status_cell(run),
         "rank": metric_text(run["rank"]),
         "grid": _e(run["grid"]),
@@ -161,6 +179,7 @@ VERDICT_TITLES = {
     "not significant": "its 95% interval overlaps the best's: not a significant difference",
     "worse": "its 95% interval lies apart from the best's",
     "one seed": "one finished seed: no interval to compare",
+    "synthetic": "run on synthetic data: not compared with the grid's real combinations",
 }
 
 
@@ -229,7 +248,7 @@ def _runs_table(data: dict[str, Any]) -> str:
     for run in data["runs"]:
         cells = _cells(run, params, metrics)
         tds = "".join(f'<td data-col="{_e(key)}">{cells[key]}</td>' for key, _ in head)
-        classes = "best" if run["best"] else ""
+        classes = " ".join(name for name in ("best", "stale", "synthetic") if run.get(name))
         body.append(
             f'<tr id="run-{_e(run["key"])}" data-key="{_e(run["key"])}" class="{classes}">'
             f"{tds}</tr>"
@@ -253,7 +272,7 @@ def _grids_table(data: dict[str, Any]) -> str:
             f"<td>{_link('#grid=' + href(name), name, class_='grid-link', data_grid=name)}</td>"
             f"<td>{_e(grid['notebook'])}</td><td>{grid['runs']}</td><td>{grid['ok']}</td>"
             f"<td>{grid['bad']}</td><td>{_e(rank_by)}</td>"
-            f"<td>{_link(_row_anchor(best['key']), best['name'], class_='parent-link', data_key=best['key']) if best else ''}</td>"
+            f"<td>{_link(_row_anchor(best['key']), best['name'], class_='parent-link', data_key=best['key']) + _badges(best) if best else ''}</td>"
             f"<td>{_e(metric_text(best['rank'])) if best else ''}</td><td>{figures}</td></tr>"
         )
     return (

@@ -18,7 +18,8 @@ from urllib.parse import quote
 import pandas as pd
 
 from cvlab.report.page_curves import load_curves
-from cvlab.report.ranking import best_run_ids
+from cvlab.report.rank_chart import rank_chart
+from cvlab.report.ranking import best_run_ids, flag, leaderboard_order
 from cvlab.report.seed_groups import group_by_seed
 from cvlab.runs.epoch_metrics import EpochSummary, flat_summary
 from cvlab.runs.record import CURVES_FILE, HISTORY_FILE, HTML_FILE, NOTEBOOK_FILE, RunRecord
@@ -158,28 +159,19 @@ def thumbnail_link(ws: Workspace, record: RunRecord) -> str | None:
     return href(record.grid, record.run_id, *Path(path).parts)
 
 
-def _leaderboard_order(frame: pd.DataFrame) -> pd.DataFrame:
-    """Grids by name; in each, ranked runs best first (per the grid's mode), then the others."""
-    sign = frame["rank_mode"].map(lambda mode: 1.0 if mode == "min" else -1.0)
-    ordered = frame.assign(
-        _unranked=frame["rank_value"].isna(),
-        _score=frame["rank_value"] * sign,
-        _started=frame["started_at"].fillna(""),
-    )
-    ordered = ordered.sort_values(["grid", "_unranked", "_score", "_started"], kind="stable")
-    return ordered.drop(columns=["_unranked", "_score", "_started"])
-
-
-def best_keys(frame: pd.DataFrame) -> set[str]:
-    """`<grid>/<run_id>` of each grid's best run (a run id alone can recur in another grid)."""
+def best_keys(frame: pd.DataFrame, include_stale: bool = False) -> set[str]:
+    """`<grid>/<run_id>` of each grid's best run (a run id alone can recur in another grid);
+    stale runs compete only with `include_stale`, synthetic ones only among themselves."""
     return {
         f"{grid}/{run_id}"
         for grid, group in frame.groupby("grid")
-        for run_id in best_run_ids(group)
+        for run_id in best_run_ids(group, include_stale)
     }
 
 
-def _run_entry(row: pd.Series, record: RunRecord, ws: Workspace, best: set[str]) -> dict:
+def _run_entry(
+    row: pd.Series, record: RunRecord, ws: Workspace, best: set[str], best_with_stale: set[str]
+) -> dict:
     rank = row["rank_value"]
     error = None
     if record.error is not None:
@@ -198,6 +190,9 @@ def _run_entry(row: pd.Series, record: RunRecord, ws: Workspace, best: set[str])
         "notebook": record.notebook or "",
         "rank": None if pd.isna(rank) else float(rank),
         "best": key in best,
+        "best_with_stale": key in best_with_stale,  # the best when stale runs are ranked too
+        "stale": row.get("stale") in (True, 1),  # an older version of the notebook's code
+        "synthetic": record.synthetic,
         "params": {name: param_text(value) for name, value in record.params.items()},
         "metrics": {
             name: metric_value(value)
@@ -219,6 +214,7 @@ def _grid_entry(grid: str, group: pd.DataFrame, runs: list[dict], ws: Workspace)
     metric = group["rank_metric"].iloc[0]
     metric = metric if isinstance(metric, str) and metric else None
     best = [run["key"] for run in runs if run["best"]]
+    best_with_stale = [run["key"] for run in runs if run["best_with_stale"]]
     figures = [
         [name, href("..", ws.figs.name, grid, name)]
         for name in GRID_FIGURES
@@ -233,16 +229,22 @@ def _grid_entry(grid: str, group: pd.DataFrame, runs: list[dict], ws: Workspace)
         "ok": sum(run["status"] == "ok" for run in runs),
         "bad": sum(run["status"] in ("failed", "timeout") for run in runs),
         "best": best[0] if best else None,
+        "best_with_stale": best_with_stale[0] if best_with_stale else None,
+        "stale": sum(run["stale"] for run in runs),
+        "synthetic": sum(run["synthetic"] for run in runs),
         "figures": figures,
         "view": column_view(runs, exclude_metrics=[metric] if metric else []),
-        "seed_groups": seed_group_entries(group, runs),
+        "seed_groups": seed_group_entries(group[~flag(group, "stale")], runs),
+        # the rank-against-parameter chart the page draws (plots.py draws the same one)
+        "rank_chart": rank_chart(runs),
+        "rank_chart_with_stale": rank_chart(runs, True) if any(r["stale"] for r in runs) else None,
     }
 
 
 def seed_group_entries(group: pd.DataFrame, runs: list[dict]) -> list[dict[str, Any]]:
     """A grid's combinations aggregated over seeds (see `seed_groups`), for the page; empty
-    unless some combination ran with more than one seed."""
-    if "params.seed" not in group.columns:
+    unless some combination ran with more than one seed. Stale runs are left out by the caller."""
+    if group.empty or "params.seed" not in group.columns:
         return []
     groups = group_by_seed(group)
     if groups.empty or groups["seeds_total"].max() < 2:
@@ -277,6 +279,7 @@ def seed_group_entries(group: pd.DataFrame, runs: list[dict]) -> list[dict[str, 
                 "std": metric_value(row["rank_std"]),
                 "ci": [metric_value(row["rank_ci_low"]), metric_value(row["rank_ci_high"])],
                 "vs_best": row["vs_best"] if isinstance(row["vs_best"], str) else None,
+                "synthetic": bool(row["synthetic"]),
                 "metrics": {
                     key: [metric_value(row[f"{key}.mean"]), metric_value(row[f"{key}.std"])]
                     for key in keys
@@ -295,14 +298,14 @@ def build_page_data(
 ) -> dict[str, Any]:
     """Everything the page shows: `runs` in leaderboard order, `grids`, the all-grids `view`."""
     by_key = {(r.grid, r.run_id): r for r in records}
-    best = best_keys(frame)
+    best, best_with_stale = best_keys(frame), best_keys(frame, include_stale=True)
     runs: list[dict] = []
     grids: dict[str, dict] = {}
     if not frame.empty:
-        ordered = _leaderboard_order(frame)
+        ordered = leaderboard_order(frame)
         for _, row in ordered.iterrows():
             record = by_key[(str(row["grid"]), str(row["run_id"]))]
-            runs.append(_run_entry(row, record, ws, best))
+            runs.append(_run_entry(row, record, ws, best, best_with_stale))
         run_ids: dict[str, list[str]] = {}
         for run in runs:
             run_ids.setdefault(run["id"], []).append(run["grid"])

@@ -3,58 +3,95 @@ and the validation curves of every run overlaid."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cvlab.figures import new_figure, save_png
-from cvlab.report.ranking import varied_params
+from cvlab.report.page_data import param_text
+from cvlab.report.rank_chart import NOT_SET, rank_chart
+from cvlab.report.ranking import best_run_ids
 from cvlab.runs.curves import metric_pairs
 from cvlab.runs.record import HISTORY_FILE
 from cvlab.workspace import Workspace
 
 
-def _sort_key(value: object) -> tuple[int, float | str]:
-    try:
-        return (0, float(value))  # numbers in numeric order
-    except (TypeError, ValueError):
-        return (1, str(value))
+def _exact(value: Any, integers: bool) -> Any:
+    """A frame value as the run recorded it (pandas makes an int column with a gap floats)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if integers and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def chart_runs(group: pd.DataFrame) -> list[dict[str, Any]]:
+    """One grid's rows of the store's frame as `rank_chart` takes them (as the page data has
+    them: parameter values as text, unset ones left out)."""
+    cols = [c for c in group.columns if c.startswith("params.")]
+    integers = {
+        c: bool(
+            pd.api.types.is_float_dtype(group[c])
+            and group[c].isna().any()
+            and group[c].dropna().map(float.is_integer).all()
+        )
+        for c in cols
+    }
+    best = best_run_ids(group)
+    runs = []
+    for _, row in group.iterrows():
+        values = {c.removeprefix("params."): _exact(row[c], integers[c]) for c in cols}
+        rank = row["rank_value"]
+        runs.append(
+            {
+                "key": f"{row['grid']}/{row['run_id']}",
+                "name": str(row["name"]),
+                "params": {k: param_text(v) for k, v in values.items() if v is not None},
+                "rank": None if pd.isna(rank) else float(rank),
+                "best": str(row["run_id"]) in best,
+                "stale": row.get("stale") in (True, 1),
+                "synthetic": row.get("synthetic") in (True, 1),
+            }
+        )
+    return runs
 
 
 def plot_rank_vs_params(group: pd.DataFrame, path: Path) -> Path | None:
-    """One panel per varied parameter: each run's rank value (dots), the mean per value (line) and,
-    where several runs share a value, ± one sample standard deviation (error bars). With seeds,
-    `seed` is not a panel of its own: its spread is what the error bars show."""
-    done = group[group["rank_value"].notna()]
-    params = varied_params(group)
-    if len(params) > 1:
-        params = [p for p in params if p != "params.seed"]
-    if done.empty or not params:
+    """The grid's `rank_chart` (the page draws the same one): a panel per varied parameter with
+    each ranked run's value (dots), the mean per value (line) and, where several runs share a
+    value, ± one sample standard deviation (error bars)."""
+    chart = rank_chart(chart_runs(group))
+    panels, points = chart["panels"], chart["points"]
+    if not points or not panels:
         return None
     metric = str(group["rank_metric"].iloc[0])
-    fig, axes = new_figure(1, len(params), figsize=(3.6 * len(params), 3.2))
-    for ax, col in zip(axes[0], params, strict=True):
-        labels = sorted({str(v) for v in group[col]}, key=_sort_key)
-        pos = {label: i for i, label in enumerate(labels)}
-        xs = [pos[str(v)] for v in done[col]]
-        ax.scatter(xs, done["rank_value"], alpha=0.7, zorder=3)
-        by_value = done.groupby(done[col].astype(str))["rank_value"]
-        means, stds = by_value.mean(), by_value.std(ddof=1)  # NaN for a single run
-        shown = [k for k in labels if k in means]
-        ax.plot([pos[k] for k in shown], [means[k] for k in shown], "-", c="grey")
-        spread = [k for k in shown if pd.notna(stds[k])]
+    fig, axes = new_figure(1, len(panels), figsize=(3.6 * len(panels), 3.2))
+    for ax, panel in zip(axes[0], panels, strict=True):
+        param, values = panel["param"], panel["values"]
+        pos = {value: i for i, value in enumerate(values)}
+        xs = [pos[point["params"].get(param)] for point in points]
+        ax.scatter(xs, [point["rank"] for point in points], alpha=0.7, zorder=3)
+        groups = panel["groups"]
+        ax.plot([pos[g["value"]] for g in groups], [g["mean"] for g in groups], "-", c="grey")
+        spread = [g for g in groups if g["sd"] is not None]
         if spread:
             ax.errorbar(
-                [pos[k] + 0.15 for k in spread],
-                [means[k] for k in spread],
-                yerr=[stds[k] for k in spread],
+                [pos[g["value"]] + 0.15 for g in spread],
+                [g["mean"] for g in spread],
+                yerr=[g["sd"] for g in spread],
                 fmt="none",
                 ecolor="black",
                 capsize=3,
                 lw=1,
             )
-        ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
-        ax.set_xlabel(col.removeprefix("params."))
+        labels = [NOT_SET if value is None else value for value in values]
+        ax.set_xticks(range(len(values)), labels, rotation=30, fontsize=8)
+        ax.set_xlabel(param)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{group['grid'].iloc[0]}: {metric} by parameter", fontsize=10)

@@ -6,6 +6,10 @@ mean, Student's t with n - 1 degrees of freedom (mean +- t * s / sqrt(n)); two c
 intervals overlap are marked as not significantly different. Overlap is a conservative check (it
 says "not significant" more often than a two-sample t-test would), which suits a leaderboard
 that should not call noise a win. One finished seed gives no interval and no verdict.
+
+A combination run on synthetic data (`synthetic`) is compared only with other synthetic ones:
+where the grid has real combinations, the best is the best real one and the synthetic ones get
+the verdict `synthetic`.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cvlab.report.ranking import flag
+
 SEED_PARAM = "params.seed"
 CONFIDENCE = 0.95
 # `vs_best` values
 BEST, NOT_SIGNIFICANT, WORSE, NO_INTERVAL = "best", "not significant", "worse", "one seed"
+SYNTHETIC = "synthetic"  # a synthetic combination in a grid with real ones: not compared
 
 
 def _key_text(value: Any) -> str:
@@ -65,10 +72,11 @@ def group_by_seed(frame: pd.DataFrame) -> pd.DataFrame:
     param_cols = [c for c in frame.columns if c.startswith("params.") and c != SEED_PARAM]
     metric_cols = _metric_columns(frame)
     keyed = frame.assign(
+        _synthetic=flag(frame, "synthetic"),
         _key=[
             json.dumps([_key_text(row[c]) for c in param_cols])
             for _, row in frame[param_cols].iterrows()
-        ]
+        ],
     )
     rows = []
     for (grid, _), group in keyed.groupby(["grid", "_key"], sort=False):
@@ -82,6 +90,7 @@ def group_by_seed(frame: pd.DataFrame) -> pd.DataFrame:
             **{c: first[c] for c in param_cols},
             "rank_metric": first.get("rank_metric"),
             "rank_mode": first.get("rank_mode"),
+            "synthetic": bool(group["_synthetic"].any()),
             "seeds_finished": len(done),
             "seeds_total": len(group),
             "seeds": [None if pd.isna(s) else int(s) for s in group["seed"]],
@@ -106,7 +115,13 @@ def group_by_seed(frame: pd.DataFrame) -> pd.DataFrame:
         part = part.sort_values(
             "rank_mean", ascending=(mode == "min"), na_position="last", kind="stable"
         )
-        ordered.append(part.assign(vs_best=_verdicts(part)))
+        real, synthetic = part[~part["synthetic"]], part[part["synthetic"]]
+        if real["rank_mean"].notna().any():  # real combinations first; synthetic not compared
+            ordered.append(real.assign(vs_best=_verdicts(real)))
+            if len(synthetic):
+                ordered.append(synthetic.assign(vs_best=[SYNTHETIC] * len(synthetic)))
+        else:
+            ordered.append(part.assign(vs_best=_verdicts(part)))
     return pd.concat(ordered, ignore_index=True)
 
 

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS grids (
     spec_path   TEXT,
     rank_metric TEXT,
     rank_mode   TEXT,
-    description TEXT
+    description TEXT,
+    code_digest TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     grid        TEXT NOT NULL,
@@ -51,8 +52,10 @@ CREATE TABLE IF NOT EXISTS runs (
 BASE_COLUMNS = [
     "grid", "run_id", "name", "notebook", "status", "seed", "rank_metric", "rank_mode",
     "rank_value", "error_type", "error_message", "error_traceback", "epochs",
-    "started_at", "ended_at", "duration_s",
+    "started_at", "ended_at", "duration_s", "code_digest", "stale", "synthetic",
 ]  # fmt: skip
+# Columns added to a table after stores existed: added to an older store when it is opened.
+_ADDED_COLUMNS = {"grids": {"code_digest": "TEXT"}}
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -78,6 +81,23 @@ def only_grids(frame: pd.DataFrame, grids: Iterable[str]) -> pd.DataFrame:
     return part[keep]
 
 
+def _stale_flags(runs: pd.DataFrame) -> list[bool]:
+    """A run is stale when its code digest is known and is not its grid's current one: the
+    digest the grid was last registered with, else the digest of the grid's latest run."""
+    current: dict[str, str | None] = {}
+    for grid, group in runs.groupby("grid", sort=False):
+        registered = group["current_digest"].iloc[0]
+        if isinstance(registered, str) and registered:
+            current[grid] = registered
+            continue
+        known = group[group["code_digest"].notna()].sort_values("started_at", na_position="first")
+        current[grid] = known["code_digest"].iloc[-1] if len(known) else None
+    return [
+        isinstance(digest, str) and current.get(grid) is not None and digest != current[grid]
+        for grid, digest in zip(runs["grid"], runs["code_digest"], strict=True)
+    ]
+
+
 class LeaderboardStore:
     """Runs of every grid in `logs/leaderboard.db`; `frame()` flattens them for the page and CSV."""
 
@@ -86,6 +106,11 @@ class LeaderboardStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -107,14 +132,20 @@ class LeaderboardStore:
         rank_metric: str,
         rank_mode: str,
         description: str = "",
+        code_digest: str | None = None,
     ) -> None:
+        """Add or update a grid; `code_digest` is its notebook's code now (the grid's runs with
+        another digest are stale), kept from an earlier call when None."""
         with self._connect() as conn:
             conn.execute(
-                "INSERT INTO grids VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(grid) DO UPDATE SET "
+                "INSERT INTO grids (grid, notebook, spec_path, rank_metric, rank_mode, "
+                "description, code_digest) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(grid) DO UPDATE SET "
                 "notebook=excluded.notebook, spec_path=excluded.spec_path, "
                 "rank_metric=excluded.rank_metric, rank_mode=excluded.rank_mode, "
-                "description=excluded.description",
-                (grid, notebook, spec_path, rank_metric, rank_mode, description),
+                "description=excluded.description, "
+                "code_digest=COALESCE(excluded.code_digest, grids.code_digest)",
+                (grid, notebook, spec_path, rank_metric, rank_mode, description, code_digest),
             )
 
     def grids(self) -> dict[str, dict[str, Any]]:
@@ -165,11 +196,18 @@ class LeaderboardStore:
         """One row per run: the fixed columns, then `params.<name>` and `metrics.<name>` columns."""
         with self._connect() as conn:
             runs = pd.read_sql_query("SELECT * FROM runs ORDER BY grid, started_at", conn)
-            grids = pd.read_sql_query("SELECT grid, rank_metric, rank_mode FROM grids", conn)
+            grids = pd.read_sql_query(
+                "SELECT grid, rank_metric, rank_mode, code_digest AS current_digest FROM grids",
+                conn,
+            )
         if runs.empty:
             return pd.DataFrame(columns=BASE_COLUMNS)
         runs = runs.merge(grids, on="grid", how="left")
         summaries = [_epoch_metrics(record) for record in runs["record"]]
+        stored = [json.loads(record) if record else {} for record in runs["record"]]
+        runs["code_digest"] = [r.get("code_digest") for r in stored]
+        runs["synthetic"] = [bool(r.get("synthetic")) for r in stored]
+        runs["stale"] = _stale_flags(runs)
         # Recomputed here so that a grid whose rank_by changed ranks its old runs by the new metric.
         runs["rank_value"] = [
             _finite_or_none(resolve_metric(metric, json.loads(m), summary, mode))

@@ -62,6 +62,15 @@ class Preprocessing(BaseModel):
     recipe: str = ""  # what recorded it, e.g. "train_classifier"
 
 
+class DataUse(BaseModel):
+    """A data set a run loaded (`cvlab.data.load` notes it): a run on synthetic data never ranks
+    against runs on real data."""
+
+    name: str
+    synthetic: bool = False
+    source: str = ""
+
+
 class RunRecord(BaseModel):
     """Everything known about one run; written atomically as `record.json`."""
 
@@ -86,6 +95,11 @@ class RunRecord(BaseModel):
     preprocessing: Preprocessing | None = None  # records written before it existed have none
     # min/max/last of each per-epoch metric (`Run.log_epoch` keeps it current)
     epoch_metrics: dict[str, EpochSummary] = Field(default_factory=dict)
+    # the notebook's code digest when the run started (`cvlab.grid.expand.notebook_digest`):
+    # a run whose digest is not its grid's current one is stale; None (older records): unknown
+    code_digest: str | None = None
+    data: list[DataUse] = Field(default_factory=list)  # the data sets it loaded
+    synthetic: bool = False  # it loaded synthetic data (ranked only among synthetic runs)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunRecord:

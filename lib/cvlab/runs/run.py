@@ -20,6 +20,7 @@ from cvlab.runs.epoch_metrics import summarize_history
 from cvlab.runs.record import (
     CURVES_FILE,
     HISTORY_FILE,
+    DataUse,
     PixelScale,
     Preprocessing,
     RunError,
@@ -165,6 +166,15 @@ class Run:
         self._save()
         return spec
 
+    def note_data(self, name: str, *, synthetic: bool, source: str = "") -> None:
+        """Record a data set the run loaded (`cvlab.data.load` calls it); one synthetic set
+        makes the run synthetic: it is then ranked only among synthetic runs."""
+        use = DataUse(name=name, synthetic=bool(synthetic), source=source)
+        if use not in self.record.data:
+            self.record.data.append(use)
+        self.record.synthetic = any(d.synthetic for d in self.record.data)
+        self._save()
+
     # -- per-epoch history ----------------------------------------------------------------
     def log_epoch(self, epoch: int, total_epochs: int | None = None, **values: float) -> None:
         """Append one epoch's values, rewrite `history.csv` and redraw `curves.png`.
@@ -280,6 +290,20 @@ class Run:
         return f"Run({self.record.name or self.record.run_id!r}, dir={str(self.run_dir)!r})"
 
 
+_current: Run | None = None  # the run `start()` opened last in this process
+
+
+def current() -> Run | None:
+    """The run this process opened last with `start()`, None when there is none."""
+    return _current
+
+
+def note_data(name: str, *, synthetic: bool, source: str = "") -> None:
+    """Note a loaded data set on this process's current run, if there is one."""
+    if _current is not None:
+        _current.note_data(name, synthetic=synthetic, source=source)
+
+
 def start(
     run_dir: str | Path | None = None,
     *,
@@ -314,4 +338,6 @@ def start(
     if record.seed is not None:
         seed_everything(record.seed)
     run._save()
+    global _current
+    _current = run
     return run

@@ -47,6 +47,7 @@
     comparing: false,
     onlyDiff: false, // the comparison shows only the rows where runs differ
     curveMetric: null,
+    includeStale: false, // stale runs (older code of their notebook) ranked with the current ones
   };
   const ui = {}; // the controls, made once by buildControls()
 
@@ -148,6 +149,28 @@
     return text.length > 12 ? text.slice(0, 11) + "…" : text;
   }
 
+  /** Whether the run is its grid's best: among current runs, or among all with the toggle on. */
+  function isBest(run) {
+    return state.includeStale ? run.best_with_stale : run.best;
+  }
+
+  /** The grid's rank chart (computed in Python, the same the PNG figure draws). */
+  function rankChart(grid) {
+    return (state.includeStale && grid.rank_chart_with_stale) || grid.rank_chart;
+  }
+
+  /** The star and row highlight follow the "include stale runs" toggle. */
+  function applyBest() {
+    for (const run of runs) {
+      const best = isBest(run);
+      rowByKey.get(run.key).classList.toggle("best", best);
+      const cell = cellsByKey.get(run.key).best;
+      cell.replaceChildren(
+        best ? el("span", { class: "star", title: "best run of its grid" }, "★ best") : "",
+      );
+    }
+  }
+
   function colourOf(key) {
     return PALETTE[Math.max(0, state.selected.indexOf(key)) % PALETTE.length];
   }
@@ -217,7 +240,7 @@
       case "pick":
         return state.selected.includes(run.key) ? 0 : 1;
       case "best":
-        return run.best ? 0 : 1;
+        return isBest(run) ? 0 : 1;
       case "run":
         return run.name;
       case "rank":
@@ -383,6 +406,25 @@
       syncPicks();
     });
     headCells.pick.append(ui.pickAll);
+    ui.includeStale = el("input", { type: "checkbox", id: "include-stale" });
+    ui.includeStale.addEventListener("change", () => {
+      state.includeStale = ui.includeStale.checked;
+      applyBest();
+      renderGridPanel();
+    });
+    const staleCount = runs.filter((run) => run.stale).length;
+    const staleToggle = staleCount
+      ? el(
+          "label",
+          {
+            title:
+              "stale runs ran an older version of their notebook's code: shown, but not ranked " +
+              "against the current runs unless this is ticked",
+          },
+          ui.includeStale,
+          ` include stale runs (${staleCount})`,
+        )
+      : null;
     const clear = el("button", { type: "button", id: "clear-selection" }, "clear selection");
     clear.addEventListener("click", () => {
       state.selected = [];
@@ -395,6 +437,7 @@
       ui.statuses,
       ui.notebookLabel,
       reset,
+      staleToggle,
       ui.count,
       ui.params,
       ui.compare,
@@ -633,12 +676,9 @@
     const grid = state.grid && DATA.grids[state.grid];
     panel.hidden = !grid;
     if (!grid) return;
-    const members = runs.filter((run) => run.grid === grid.name);
-    const shown = members.filter((run) => !rowByKey.get(run.key).hidden && run.rank !== null);
-    // With seeds, the spread over seeds shows as error bars, not as an axis of its own.
-    const params = grid.seed_groups.length
-      ? grid.view.varied.filter((param) => param !== "seed")
-      : grid.view.varied;
+    const chart = rankChart(grid);
+    const visible = (point) => !rowByKey.get(point.key).hidden;
+    const shown = chart.points.filter(visible).map((point) => runByKey.get(point.key));
     panel.replaceChildren(
       el(
         "div",
@@ -653,25 +693,29 @@
     );
     let note = null;
     if (!grid.metric) note = "This grid has no rank_by metric.";
-    else if (!params.length) note = "No parameter varies in this grid.";
+    else if (!chart.panels.length) note = "No parameter varies in this grid.";
     else if (!shown.length) note = "No ranked run among the runs shown.";
     if (note) {
       panel.append(el("p", { class: "meta" }, note));
       return;
     }
-    const axes = params.map((param) => ({ param, values: distinctValues(members, param) }));
-    const small = axes.map(({ param, values }) =>
+    if (chart.points.some((point) => runByKey.get(point.key).synthetic)) {
+      panel.append(
+        el("p", { class: "meta" }, "Only runs on synthetic data are ranked in this grid so far."),
+      );
+    }
+    const small = chart.panels.map((p) =>
       el(
         "figure",
         { class: "chart rank-by-param" },
-        dotChart(shown, param, values, grid),
-        el("figcaption", {}, `${grid.metric} by ${param}`),
+        dotChart(p, chart.points, grid),
+        el("figcaption", {}, `${grid.metric} by ${p.param}`),
       ),
     );
     const parallel = el(
       "figure",
       { class: "chart parallel" },
-      parallelChart(shown, axes, grid),
+      parallelChart(shown, chart.panels, grid),
       el(
         "figcaption",
         {},
@@ -807,18 +851,20 @@
     return svg;
   }
 
-  /** A dot per run at its parameter value (evenly spaced categories), a line through the means. */
-  function dotChart(list, param, values, grid) {
+  /** A panel of the rank chart: a dot per ranked run at its parameter value (evenly spaced
+   * categories), a line through the means, mean ± sample standard deviation as error bars. The
+   * statistics come with the chart; runs the filters hide are drawn faint. */
+  function dotChart(panel, points, grid) {
+    const { param, values, groups } = panel;
     const width = Math.min(520, Math.max(200, 60 * values.length + 70));
     const height = 200;
     const m = { l: 54, r: 10, t: 10, b: 44 };
     const band = (width - m.l - m.r) / values.length;
     const cx = (value) => m.l + band * (values.indexOf(value) + 0.5);
-    const y = scale(extent(list.map((run) => run.rank)), [height - m.b, m.t]);
+    const y = scale(extent(points.map((point) => point.rank)), [height - m.b, m.t]);
     const svg = plotFrame(width, height, `${grid.metric} by ${param}`);
     yAxis(svg, y, m.l, width - m.r, grid.metric);
-    const valueOf = (run) => (param in run.params ? run.params[param] : null);
-    const means = [];
+    const valueOf = (point) => (param in point.params ? point.params[param] : null);
     values.forEach((value, i) => {
       const label = value === null ? NOT_SET : value;
       if (i % labelEvery(values) === 0) {
@@ -831,55 +877,53 @@
           ),
         );
       }
-      const ranks = list.filter((run) => valueOf(run) === value).map((run) => run.rank);
-      if (!ranks.length) return;
-      const mean = ranks.reduce((a, b) => a + b, 0) / ranks.length;
-      means.push([cx(value), y(mean)]);
-      if (ranks.length > 1) {
-        // error bar: mean +- sample standard deviation of the runs at this value
-        const sd = Math.sqrt(
-          ranks.reduce((a, r) => a + (r - mean) ** 2, 0) / (ranks.length - 1),
-        );
-        const clamp = (py) => Math.min(height - m.b, Math.max(m.t, py));
-        const [x0, top, bottom] = [cx(value) + band * 0.3, clamp(y(mean + sd)), clamp(y(mean - sd))];
-        svg.append(
-          svgEl(
-            "path",
-            {
-              class: "error-bar",
-              d: `M${x0},${top}V${bottom}M${x0 - 4},${top}h8M${x0 - 4},${bottom}h8`,
-            },
-            svgEl("title", {}, `${label}: ${fmt(mean)} ± ${fmt(sd)} over ${ranks.length} runs`),
-          ),
-        );
-      }
     });
+    const clamp = (py) => Math.min(height - m.b, Math.max(m.t, py));
+    for (const { value, mean, sd, n } of groups) {
+      if (sd === null) continue;
+      const label = value === null ? NOT_SET : value;
+      const [x0, top, bottom] = [cx(value) + band * 0.3, clamp(y(mean + sd)), clamp(y(mean - sd))];
+      svg.append(
+        svgEl(
+          "path",
+          {
+            class: "error-bar",
+            d: `M${x0},${top}V${bottom}M${x0 - 4},${top}h8M${x0 - 4},${bottom}h8`,
+          },
+          svgEl("title", {}, `${label}: ${fmt(mean)} ± ${fmt(sd)} over ${n} runs`),
+        ),
+      );
+    }
     svg.append(
       svgEl("text", { x: (m.l + width - m.r) / 2, y: height - 6, "text-anchor": "middle" }, param),
     );
-    if (means.length > 1) {
+    if (groups.length > 1) {
       svg.append(
         svgEl("path", {
           class: "mean",
-          d: means.map(([px, py], i) => `${i ? "L" : "M"}${px},${py}`).join(""),
+          d: groups.map((g, i) => `${i ? "L" : "M"}${cx(g.value)},${y(g.mean)}`).join(""),
         }),
       );
     }
     const seen = {};
-    for (const run of list) {
-      const value = valueOf(run);
+    for (const point of points) {
+      const run = runByKey.get(point.key);
+      const value = valueOf(point);
       const nth = (seen[value] = (seen[value] || 0) + 1) - 1; // spread dots that share a value
+      const classes = ["dot"];
+      if (state.selected.includes(run.key)) classes.push("picked");
+      if (rowByKey.get(run.key).hidden) classes.push("faint");
       const dot = svgEl(
         "circle",
         {
-          class: "dot" + (state.selected.includes(run.key) ? " picked" : ""),
+          class: classes.join(" "),
           cx: cx(value) + ((nth % 5) - 2) * 3,
-          cy: y(run.rank),
+          cy: y(point.rank),
           r: 4,
-          fill: run.best ? "#bf8700" : "#4e79a7",
+          fill: isBest(run) ? "#bf8700" : "#4e79a7",
           "data-key": run.key,
         },
-        svgEl("title", {}, `${run.name}: ${fmt(run.rank)}`),
+        svgEl("title", {}, `${run.name}: ${fmt(point.rank)}`),
       );
       dot.addEventListener("click", () => togglePick(run.key));
       svg.append(dot);
@@ -920,7 +964,7 @@
       const colour = shade(goodness(run.rank));
       const classes = [
         "pc-line",
-        run.best ? "best" : "",
+        isBest(run) ? "best" : "",
         state.selected.includes(run.key) ? "picked" : "",
       ];
       const line = svgEl(
