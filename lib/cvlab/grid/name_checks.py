@@ -97,7 +97,7 @@ def name_problems(
                     )
                     break
                 continue
-            if not isinstance(value, str):
+            if not isinstance(value, str) or not value:  # None or "": no name given
                 continue
             why = unknown_name(kind, value, known, fold)
             if why:
