@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from cvlab.atomic_io import DiskFullError
-from cvlab.errors import CvlabError, GridSpecError
+from cvlab.errors import GridSpecError, GridTooLargeError, MissingDataError
 from cvlab.grid.data_checks import MissingData, missing_data
 from cvlab.grid.expand import RunFilterError, RunPlan, expand, filter_plans, run_count
 from cvlab.grid.lock import GridLock, GridLockedError
@@ -34,18 +34,6 @@ from cvlab.workspace import Workspace
 # A grid that expands to more runs than this needs max_runs (a typo can multiply a grid);
 # beyond HARD_RUN_LIMIT it is refused outright (its product would not even fit in memory).
 RUN_LIMIT, HARD_RUN_LIMIT = 1000, 100_000
-
-
-class GridTooLargeError(CvlabError, ValueError):
-    """A grid that expands to more runs than the runner takes in one call."""
-
-
-class MissingDataError(CvlabError, FileNotFoundError):
-    """File-based data sets the runs need are not in the data cache: nothing was run."""
-
-    def __init__(self, missing: list[MissingData]):
-        self.missing = missing
-        super().__init__("\n".join(str(m) for m in missing))
 
 
 # What run_grid raises before any run starts: the command line's exit status 2.

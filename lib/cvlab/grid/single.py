@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.atomic_io import DiskFullError
-from cvlab.errors import GridSpecError, SpecProblem
+from cvlab.errors import GridSpecError, MissingDataError, SpecProblem
 from cvlab.grid.data_checks import missing_data
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan, notebook_digest, readable_name, run_id_for
 from cvlab.grid.lock import GridLock
 from cvlab.grid.preflight import OutputFolderError, check_output_folder
-from cvlab.grid.runner import MissingDataError
 from cvlab.grid.spec import validate_params
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs.record import RunRecord
