@@ -112,6 +112,7 @@ class GridResult:
     grid: ValidatedGrid
     plans: list[RunPlan]
     runs: list[RunResult]
+    workspace: Workspace  # the output folder (`out`)
     dry_run: bool = False
     interrupted: bool = False
     leaderboard: Path | None = None
@@ -242,7 +243,7 @@ def run_grid(
         states, todo = plan_states(ws, plans, options.force, options.max_runs)
         missing = missing_data(todo, grid.parameters) if options.check_data else []
         runs = _results(ws, grid, plans, {p.run_id for p in todo}, set())
-        return GridResult(grid, plans, runs, dry_run=True, missing_data=missing)
+        return GridResult(grid, plans, runs, ws, dry_run=True, missing_data=missing)
 
     # The data the runs need, before the lock and before any kernel: a clear refusal at once.
     _, todo = plan_states(ws, plans, options.force, options.max_runs)
@@ -448,6 +449,7 @@ def _run_locked(
         grid,
         plans,
         _results(ws, grid, plans, ran, ran),
+        ws,
         interrupted=interrupted,
         leaderboard=page,
     )
