@@ -272,3 +272,23 @@ def test_papermill_writes_through_the_registered_atomic_handler():
     assert isinstance(papermill_io.get_handler("/some/run.ipynb"), AtomicLocalHandler)
     relative = papermill_io.get_handler("run.ipynb")
     assert isinstance(relative, LocalHandler) and not isinstance(relative, AtomicLocalHandler)
+
+
+def test_the_yaml_dialect_is_a_foundation_module():
+    from cvlab.config_yaml import parse_yaml
+    from cvlab.grid import spec
+
+    assert spec.parse_yaml is parse_yaml  # the old import path still works
+    assert parse_yaml("lr: [1e-3, .5]") == {"lr": [0.001, 0.5]}
+    with pytest.raises(Exception, match="python/object"):
+        parse_yaml("x: !!python/object/apply:os.system [echo]")
+
+
+def test_import_cvlab_stays_light_with_run_grid():
+    code = (
+        "import sys, cvlab; assert callable(cvlab.run_grid); "
+        "print(sorted(m for m in ('papermill', 'tensorflow', 'keras', 'h5py', 'pandas') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
