@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Run a notebook over a YAML hyperparameter grid: `python run_grid.py grids/quickstart.yaml`.
 
-See `python run_grid.py --help`; the logic lives in `cvlab.grid.cli`.
+See `python run_grid.py --help`; the command line is `cvlab.grid.cli`, which wraps
+`cvlab.run_grid` (cvlab.grid.runner): call that from Python.
 """
 
 import sys

@@ -10,11 +10,58 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
+    from cvlab.grid.runner import GridResult
+    from cvlab.grid.spec import ValidatedGrid
     from cvlab.runs.record import RunRecord
 
-__all__ = ["__version__", "leaderboard", "run_notebook"]
+__all__ = ["__version__", "leaderboard", "run_grid", "run_notebook"]
+
+
+def run_grid(
+    spec_or_path: str | Path | ValidatedGrid,
+    *,
+    only: Mapping[str, Any] | Sequence[str] = (),
+    workers: int = 1,
+    out: str | Path = ".",
+    force: bool = False,
+    dry_run: bool = False,
+    max_runs: int | None = None,
+    timeout: float | None = None,
+    scheduler: str | None = None,
+    shared_out: bool = False,
+    report: str | Path | None = None,
+    echo: bool = True,
+    prewarm: bool = True,
+    check_data: bool = True,
+) -> GridResult:
+    """Run a grid YAML file (or a grid from `cvlab.grid.spec.load_grid_spec`) as `run_grid.py`
+    does and return its runs' results: `result.runs`, each with run_id, name, state, metrics
+    and run_dir; `result.failed`; `result.leaderboard`. `only={"smoke": True}` keeps the runs
+    whose parameter has that value. Bad input (a wrong spec, a data set not in the cache, the
+    grid's lock held...) raises before any run starts; see cvlab.grid.runner.BAD_INPUT_ERRORS.
+    """
+    from cvlab.grid.runner import GridOptions  # lazy: papermill, h5py
+    from cvlab.grid.runner import run_grid as _run_grid  # lazy: papermill, h5py
+
+    options = GridOptions(
+        only=only,
+        workers=workers,
+        out=out,
+        force=force,
+        dry_run=dry_run,
+        max_runs=max_runs,
+        timeout=timeout,
+        scheduler=scheduler,
+        shared_out=shared_out,
+        report=report,
+        echo=echo,
+        prewarm=prewarm,
+        check_data=check_data,
+    )
+    return _run_grid(spec_or_path, options)
 
 
 def run_notebook(

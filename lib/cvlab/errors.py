@@ -68,3 +68,23 @@ class DatasetExistsError(CvlabError):
 
 class DatasetNameError(CvlabError, ValueError):
     """A name a user's own data set cannot take (a built-in one, or not a folder name)."""
+
+
+# ---- branch grid (issue 18, points 4 and 5) ----
+
+
+class GridTooLargeError(CvlabError, ValueError):
+    """A grid that expands to more runs than the runner takes in one call (the message gives
+    the count, the limit and the fix: --max-runs, or shorter lists)."""
+
+
+class MissingDataError(CvlabError, FileNotFoundError):
+    """File-based data sets the runs need are not in the data cache: nothing was run. `missing`
+    holds one entry per data set (its name, the loader's message, the runs that need it)."""
+
+    def __init__(self, missing: list):
+        self.missing = missing
+        super().__init__("\n".join(str(m) for m in missing))
+
+    def __str__(self) -> str:  # FileNotFoundError would format its args otherwise
+        return str(self.args[0])

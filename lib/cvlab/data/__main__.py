@@ -50,7 +50,7 @@ class _BadInput(Exception):
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """`["directory=/x", "limit=200"]` -> `{"directory": "/x", "limit": 200}` (values as YAML)."""
-    from cvlab.grid.spec import parse_yaml  # lazy: pydantic, papermill (the grid's YAML dialect)
+    from cvlab.config_yaml import parse_yaml
 
     options: dict[str, Any] = {}
     for item in items:

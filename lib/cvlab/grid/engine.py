@@ -84,11 +84,9 @@ class AtomicLocalHandler(LocalHandler):
             write_text_atomic(os.path.abspath(path), buf)
 
 
-def _install_atomic_local_handler() -> None:
-    handlers = papermill_io._handlers  # papermill keeps them in this list; no public replace
-    for i, (scheme, handler) in enumerate(handlers):
-        if scheme == "local" and not isinstance(handler, AtomicLocalHandler):
-            handlers[i] = (scheme, AtomicLocalHandler())
-
-
-_install_atomic_local_handler()
+# papermill's public I/O registry picks a handler by path prefix, newest first, and falls back
+# to the oldest "local" one for paths no scheme matches: registering "local" again would never
+# be chosen. The scheme "/" takes every absolute path, which is what the grid runner passes
+# (execute.py resolves the notebook and the run folder); a relative path keeps papermill's own.
+ABSOLUTE_PATHS = "/"
+papermill_io.register(ABSOLUTE_PATHS, AtomicLocalHandler())

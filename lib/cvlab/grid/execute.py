@@ -14,8 +14,9 @@ import tempfile
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from cvlab.atomic_io import copy_atomic
 from cvlab.grid.expand import RunPlan
@@ -76,11 +77,31 @@ class _Tee:
         self.log.flush()
 
 
+@dataclass
+class RunKernel:
+    """The kernel of a run executing in this process, as the watchdog, `interrupt_active_runs`
+    and the run itself share it."""
+
+    km: Any = None  # its jupyter_client KernelManager, once started (warm, or by nbclient)
+    cancelled: bool = False  # its driver stopped: an interrupt now means `interrupted`
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the kernel's process group (data-loader workers, pools), falling back
+        to the kernel alone; nothing when it has not started."""
+        pid = kernel_pid(self.km)
+        if pid:
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+
+
 class _Watchdog:
     """Interrupts the kernel when the run's time is up, then kills it if it does not stop."""
 
-    def __init__(self, holder: dict, timeout: float | None):
-        self.holder = holder
+    def __init__(self, kernel: RunKernel, timeout: float | None):
+        self.kernel = kernel
         self.fired = False
         self._timers = []
         if timeout:
@@ -90,24 +111,21 @@ class _Watchdog:
                 timer.daemon = True
                 timer.start()
 
-    def _signal(self, sig: int) -> None:
-        _signal_kernel(self.holder, sig)
-
     def _interrupt(self) -> None:
         self.fired = True
-        self._signal(signal.SIGINT)
+        self.kernel.signal(signal.SIGINT)
 
     def _kill(self) -> None:
-        self._signal(signal.SIGKILL)
+        self.kernel.signal(signal.SIGKILL)
 
     def cancel(self) -> None:
         for timer in self._timers:
             timer.cancel()
 
 
-# Runs executing in this process (run id -> watchdog holder), so that a Dask worker can interrupt
+# Runs executing in this process (run id -> its kernel), so that a Dask worker can interrupt
 # them when their driver stops: a task running in a worker thread cannot be cancelled otherwise.
-_ACTIVE: dict[str, dict] = {}
+_ACTIVE: dict[str, RunKernel] = {}
 _ACTIVE_LOCK = threading.Lock()
 
 
@@ -116,22 +134,10 @@ def interrupt_active_runs(run_ids: set[str] | None = None) -> list[str]:
     each ends `interrupted`, its notebook saved up to the cell that was cut. Returns their ids."""
     with _ACTIVE_LOCK:
         chosen = {k: v for k, v in _ACTIVE.items() if run_ids is None or k in run_ids}
-    for holder in chosen.values():
-        holder["cancelled"] = True
-        _signal_kernel(holder, signal.SIGINT)
+    for kernel in chosen.values():
+        kernel.cancelled = True
+        kernel.signal(signal.SIGINT)
     return sorted(chosen)
-
-
-def _signal_kernel(holder: dict, sig: int) -> None:
-    pid = kernel_pid(holder.get("km"))
-    if pid:
-        # The kernel leads its own process group: signal it with whatever it started
-        # (data-loader workers, pools), falling back to the kernel alone.
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
 
 
 def notebook_label(notebook: Path, workspace: Workspace) -> str:
@@ -254,10 +260,10 @@ def _execute_run(
     status: RunStatus = "ok"
     error: RunError | None = None
     prepare_kernel_environment()
-    holder: dict = {}
+    run_kernel = RunKernel()
     with _ACTIVE_LOCK:
-        _ACTIVE[plan.run_id] = holder
-    watchdog = _Watchdog(holder, plan.timeout)
+        _ACTIVE[plan.run_id] = run_kernel
+    watchdog = _Watchdog(run_kernel, plan.timeout)
     interrupted: BaseException | None = None
     with (
         open(log_path, "a", encoding="utf-8") as log,
@@ -269,7 +275,7 @@ def _execute_run(
         _log_kernel(log, kernel, plan)
         log.flush()
         if warm is not None:
-            holder["km"] = warm.km
+            run_kernel.km = warm.km
             # The warm kernel was started in the notebook's folder with this process's
             # environment (KernelSpec), as papermill would start a cold one.
             kernel_options: dict = {"km": warm.km}
@@ -277,15 +283,16 @@ def _execute_run(
             kernel_options = {
                 "kernel_manager_class": ipc_kernel_manager_class(
                     socket_dir,
-                    on_create=lambda km: holder.__setitem__("km", km),
+                    on_create=lambda km: setattr(run_kernel, "km", km),
                     extra_env=kernel_env,
                 )
             }
         tee = _Tee(log, f"[{plan.name}]" if echo else None)
         try:
             papermill.execute_notebook(
-                str(plan.notebook),
-                str(output),
+                # Absolute paths: the engine's atomic writer is registered for them.
+                os.path.abspath(plan.notebook),
+                os.path.abspath(output),
                 engine_name=ENGINE,
                 parameters={**plan.params, "run_dir": str(run_dir)},
                 kernel_name=plan.kernel,
@@ -306,7 +313,7 @@ def _execute_run(
                 message=strip_ansi(exc.evalue),
                 traceback=traceback_tail(exc.traceback),
             )
-            if holder.get("cancelled") and not watchdog.fired:
+            if run_kernel.cancelled and not watchdog.fired:
                 status = "interrupted"  # its driver stopped (interrupt_active_runs)
                 error = RunError(
                     type="KeyboardInterrupt", message="the grid runner was interrupted"

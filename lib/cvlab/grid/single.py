@@ -1,15 +1,22 @@
-"""One notebook, one run, from Python: `cvlab.run_notebook(notebook, params, out_dir)`."""
+"""One notebook, one run, from Python: `cvlab.run_notebook(notebook, params, out_dir)`.
+
+The same checks as a grid's (parameters, registry names, data directories, data sets in the
+cache, output folder) and the same lock: the run is grid `<notebook stem>` of `out_dir`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from cvlab.errors import GridSpecError, SpecProblem
+from cvlab.atomic_io import DiskFullError
+from cvlab.errors import GridSpecError, MissingDataError, SpecProblem
+from cvlab.grid.data_checks import missing_data
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan, notebook_digest, readable_name, run_id_for
-from cvlab.grid.spec import parameter_problems, read_notebook_parameters
-from cvlab.report.publish import publish
+from cvlab.grid.lock import GridLock
+from cvlab.grid.preflight import OutputFolderError, check_output_folder
+from cvlab.grid.spec import validate_params
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs.record import RunRecord
 from cvlab.workspace import Workspace
@@ -25,26 +32,17 @@ def run_single_notebook(
     rank_by: str | None = None,
     rank_mode: str = "max",
 ) -> RunRecord:
-    """Validate `params` against the notebook, execute it as grid `<notebook stem>`, record it."""
+    """Validate `params` against the notebook, execute it as grid `<notebook stem>`, record it.
+
+    Raises GridSpecError (bad parameters), MissingDataError, OutputFolderError or
+    GridLockedError (another driver runs that grid into `out_dir`) before the kernel starts.
+    """
     notebook = Path(notebook).resolve()
-    label = str(notebook)
     if not notebook.is_file():
-        raise GridSpecError([SpecProblem(label, "notebook", "no such notebook", "check the path")])
-    parameters = read_notebook_parameters(notebook)
-    if parameters is None:
         raise GridSpecError(
-            [
-                SpecProblem(
-                    label,
-                    "notebook",
-                    "no cell tagged 'parameters'",
-                    "tag the first code cell 'parameters'",
-                )
-            ]
+            [SpecProblem(str(notebook), "notebook", "no such notebook", "check the path")]
         )
-    problems = parameter_problems(label, {"params": params}, parameters, notebook)
-    if problems:
-        raise GridSpecError(problems)
+    parameters = validate_params(notebook, params)
     ws = Workspace.at(out_dir or ".")
     grid = notebook.stem
     digest = notebook_digest(notebook)
@@ -59,16 +57,28 @@ def run_single_notebook(
         kernel=kernel_name,
         code_digest=digest,
     )
-    store = LeaderboardStore(ws.leaderboard_db)
-    if rank_by is not None or grid not in store.grids():
-        store.register_grid(
-            grid,
-            notebook=str(notebook),
-            spec_path="",
-            rank_metric=rank_by or "",
-            rank_mode=rank_mode,
-        )
-    record = execute_run(plan, ws.root, echo=True)
-    store.upsert([record])
-    publish(ws, [grid])
-    return record
+    if missing := missing_data([plan], parameters):
+        raise MissingDataError(missing)
+    try:
+        check_output_folder(ws)
+        lock = GridLock(ws, grid).acquire()
+    except DiskFullError as exc:
+        raise OutputFolderError(str(exc)) from exc
+    try:
+        store = LeaderboardStore(ws.leaderboard_db)
+        if rank_by is not None or grid not in store.grids():
+            store.register_grid(
+                grid,
+                notebook=str(notebook),
+                spec_path="",
+                rank_metric=rank_by or "",
+                rank_mode=rank_mode,
+            )
+        record = execute_run(plan, ws.root, echo=True)
+        store.upsert([record])
+        from cvlab.report.publish import publish  # lazy: scipy, matplotlib
+
+        publish(ws, [grid])
+        return record
+    finally:
+        lock.release()
