@@ -61,3 +61,14 @@ class DatasetFetchError(CvlabError):
 
 class DatasetExistsError(CvlabError):
     """The data cache already holds this data set from another source (--force replaces it)."""
+
+
+# -- images branch (issue 18, point 1: one image-preparation path) --------------------------
+
+
+class UnreadableImageError(CvlabError, ValueError):
+    """An image file that cannot be decoded (missing, corrupt, not an image): names the file."""
+
+
+class PixelScaleError(CvlabError, ValueError):
+    """Pixels whose scale (0-1 or 0-255) was not stated: cvlab never guesses it from the values."""
