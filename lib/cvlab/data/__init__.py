@@ -14,6 +14,7 @@ from typing import Any
 from cvlab.data.build import build_hdf5
 from cvlab.data.dataset import SPLITS, Dataset, ImageIndex, stratified_splits
 from cvlab.data.hdf5 import HDF5DatasetReader, HDF5DatasetWriter
+from cvlab.data.images import preprocessing_of
 from cvlab.data.pipeline import make_pipeline
 from cvlab.errors import UnknownNameError
 
@@ -81,5 +82,6 @@ __all__ = [
     "load",
     "make_pipeline",
     "names",
+    "preprocessing_of",
     "stratified_splits",
 ]

@@ -12,9 +12,16 @@ import numpy as np
 
 from cvlab.data.dataset import SPLITS, Dataset
 from cvlab.errors import UnreadableImageError
-from cvlab.image_prep import as_rgb_uint8, decode, pair, resize, to_scale
+from cvlab.image_prep import Preprocessing, as_rgb_uint8, decode, pair, resize, to_scale
 
-__all__ = ["DecodedImages", "as_rgb_uint8", "decode_images", "decode_index", "read_image"]
+__all__ = [
+    "DecodedImages",
+    "as_rgb_uint8",
+    "decode_images",
+    "decode_index",
+    "preprocessing_of",
+    "read_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,4 +105,21 @@ def decode_index(
             "size": (h, w),
             "aspect": aspect,
         },
+    )
+
+
+def preprocessing_of(
+    data: Dataset, *, means: dict[str, float] | None = None, recipe: str = ""
+) -> Preprocessing:
+    """The preparation a `cvlab.data` Dataset's images went through, as the run records it
+    (`run.log_preprocessing(preprocessing_of(data))`): decoded at its input size, aspect-aware
+    if it was built so, on the [0, 1] scale, minus `means` (on that scale) when given."""
+    return Preprocessing(
+        size=data.input_shape[:2],
+        channels=data.input_shape[-1],
+        aspect=bool(data.info.get("aspect", False)),
+        scale="0-1",
+        means=means,
+        class_names=[str(name) for name in data.class_names],
+        recipe=recipe,
     )
