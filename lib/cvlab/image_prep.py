@@ -356,7 +356,8 @@ class Preprocessing(BaseModel):
     images at one size, then resizes them to the model's), else to `size`, aspect-aware
     (`aspect`: centred window of the target's aspect ratio) or plainly stretched, as uint8;
     then it is brought to `channels`, put on `scale` (0-1: divided by 255), resized to `size`
-    if it is not there yet, and the per-channel `means` (on that scale) are subtracted.
+    if it is not there yet, the per-channel `means` (on that scale) are subtracted and, for a
+    pretrained backbone, its `keras_preprocess` module's `preprocess_input` is applied.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -368,6 +369,9 @@ class Preprocessing(BaseModel):
     means: dict[str, float] | None = None  # {"R": ..., "G": ..., "B": ...}
     class_names: list[str]
     stored_size: tuple[int, int] | None = None
+    # a keras.applications module (e.g. "vgg16") whose `preprocess_input` takes the 0-255
+    # pixels last: a pretrained backbone's own input mapping (BGR, ImageNet means, ...)
+    keras_preprocess: str | None = None
     recipe: str = ""  # what recorded it, e.g. "train_classifier"
 
     @property
@@ -418,4 +422,14 @@ def prepare(
         x = resize(x, config.size, aspect=config.aspect and stored is None)
     if config.means is not None:
         x = subtract_means(x, config.means)
+    if config.keras_preprocess:
+        x = _keras_preprocess(config.keras_preprocess)(x)
     return x
+
+
+def _keras_preprocess(module: str):
+    """`keras.applications.<module>.preprocess_input`, on float32 numpy batches."""
+    import importlib
+
+    function = importlib.import_module(f"keras.applications.{module}").preprocess_input
+    return lambda batch: np.asarray(function(np.array(batch, dtype=np.float32)), np.float32)

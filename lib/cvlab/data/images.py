@@ -12,7 +12,7 @@ import numpy as np
 
 from cvlab.data.dataset import SPLITS, Dataset
 from cvlab.errors import UnreadableImageError
-from cvlab.image_prep import Preprocessing, as_rgb_uint8, decode, pair, resize, to_scale
+from cvlab.image_prep import PixelScale, Preprocessing, as_rgb_uint8, decode, pair, resize, to_scale
 
 __all__ = [
     "DecodedImages",
@@ -109,17 +109,25 @@ def decode_index(
 
 
 def preprocessing_of(
-    data: Dataset, *, means: dict[str, float] | None = None, recipe: str = ""
+    data: Dataset,
+    *,
+    means: dict[str, float] | None = None,
+    scale: PixelScale = "0-1",
+    keras_preprocess: str | None = None,
+    recipe: str = "",
 ) -> Preprocessing:
-    """The preparation a `cvlab.data` Dataset's images went through, as the run records it
-    (`run.log_preprocessing(preprocessing_of(data))`): decoded at its input size, aspect-aware
-    if it was built so, on the [0, 1] scale, minus `means` (on that scale) when given."""
+    """The preparation a `cvlab.data` Dataset's images went through on the way to a model, as
+    the run records it (`run.log_preprocessing(cvlab.data.preprocessing_of(data))`): decoded at
+    its input size, aspect-aware if it was built so, on `scale` (a Dataset's own is [0, 1]; say
+    "0-255" when the model was fed 0-255 pixels), minus `means` (on that scale), then a
+    backbone's `keras_preprocess` (`cvlab.models.applications.preprocess_module(name)`)."""
     return Preprocessing(
         size=data.input_shape[:2],
         channels=data.input_shape[-1],
         aspect=bool(data.info.get("aspect", False)),
-        scale="0-1",
+        scale=scale,
         means=means,
         class_names=[str(name) for name in data.class_names],
+        keras_preprocess=keras_preprocess,
         recipe=recipe,
     )

@@ -68,6 +68,7 @@ def _preprocessing(
     channels: int,
     stored_size: Any,
     recipe: str,
+    keras_preprocess: str | None = None,
 ) -> Preprocessing:
     """A checked `Preprocessing`: the mistakes that would make later predictions silently
     wrong (means on the other scale, no class names) are refused here, while the run trains."""
@@ -75,6 +76,10 @@ def _preprocessing(
         raise ValueError(f"scale={scale!r}: pixels are on '0-1' (divided by 255) or '0-255'")
     if channels not in (1, 3):
         raise ValueError(f"channels={channels!r}: 1 (grey) or 3 (RGB)")
+    if keras_preprocess and scale != "0-255":
+        raise ValueError(
+            f"keras_preprocess={keras_preprocess!r} takes 0-255 pixels: record scale='0-255'"
+        )
     names = [str(name) for name in class_names]
     if len(names) < 2:
         raise ValueError(f"class_names={class_names!r}: name every class the model outputs")
@@ -98,6 +103,7 @@ def _preprocessing(
         means=means,
         class_names=names,
         stored_size=None if stored_size is None else pair(stored_size, "stored_size"),
+        keras_preprocess=keras_preprocess or None,
         recipe=recipe,
     )
 
@@ -147,6 +153,7 @@ class Run:
         channels: int = 3,
         stored_size: int | tuple[int, int] | None = None,
         recipe: str = "",
+        keras_preprocess: str | None = None,
     ) -> Preprocessing:
         """Record what the model expects as input (size, resize mode, pixel scale, the RGB
         means subtracted, class names), so `cvlab.runs.load` / `cvlab predict` can feed it new
@@ -157,12 +164,13 @@ class Run:
         if spec is not None:
             size, class_names, aspect, scale = spec.size, spec.class_names, spec.aspect, spec.scale
             means, channels, stored_size = spec.means, spec.channels, spec.stored_size
-            recipe = recipe or spec.recipe
+            recipe, keras_preprocess = recipe or spec.recipe, spec.keras_preprocess
         if size is None or class_names is None:
             raise ValueError("log_preprocessing: give a Preprocessing, or size= and class_names=")
         spec = _preprocessing(
             size=size, class_names=class_names, aspect=aspect, scale=scale, means=means,
             channels=channels, stored_size=stored_size, recipe=recipe,
+            keras_preprocess=keras_preprocess,
         )  # fmt: skip
         self.record.preprocessing = spec
         self._save()
