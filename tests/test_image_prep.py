@@ -335,3 +335,17 @@ def test_a_quickstart_run_can_predict(tmp_path):
     assert done.returncode == 0, done.stderr
     (row,) = [json.loads(line) for line in done.stdout.splitlines()]
     assert row["predictions"][0]["label"] in prep.class_names
+
+
+def test_the_book_bicubic_of_srcnn_is_pillows_in_height_width_order():
+    from cvlab.generative import srcnn
+
+    image = photo(30, 44)
+    out = srcnn.resize(image, (10, 20))  # (height, width), as everywhere
+    assert out.shape == (10, 20, 3)
+    pillow = np.asarray(Image.fromarray(image).resize((20, 10), Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(out, pillow)
+    np.testing.assert_array_equal(resize(image, (10, 20), method="pil-bicubic"), pillow)
+    assert srcnn.downscale(image, 2).shape == (15, 22, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        resize(image.astype(np.float32), (10, 20), method="pil-bicubic")
