@@ -39,7 +39,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 RECORDED_BY = (
     "the training recipes record it (cvlab.train.recipe.train_classifier and "
     "train_classifier_hdf5, as notebooks 07_alexnet_dogs_vs_cats, 09_googlenet and 10_resnet use "
-    "them); a notebook that trains its own way calls run.log_preprocessing(...)"
+    "them); a notebook that trains its own way calls run.log_preprocessing(...), e.g. "
+    "run.log_preprocessing(cvlab.data.preprocessing_of(data)) as 00_quickstart does"
 )
 
 
