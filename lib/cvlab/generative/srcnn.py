@@ -10,8 +10,8 @@ network learns to turn a bicubic-enlarged image into a sharp one.
 
 Training pairs are made as in the book (17.2.2): a photo is cropped to a multiple of `scale`,
 shrunk by `scale` and enlarged back with bicubic interpolation (Pillow's, which
-`scipy.misc.imresize` used: `cvlab.image_prep.resize(..., method="pil-bicubic")`); the network sees a 33×33 patch of that blurred copy and must reproduce the central 21×21
-of the original (its three unpadded convolutions, 9×9, 1×1 and 5×5, take 12 pixels off).
+`scipy.misc.imresize` used: `cvlab.image_prep.resize(..., method="pil-bicubic")`); the network
+sees a 33×33 patch of that blurred copy and must reproduce the central 21×21 of the original (its three unpadded convolutions, 9×9, 1×1 and 5×5, take 12 pixels off).
 Pixels reach the network as 0-255 floats, as in the book (its HDF5 generator feeds raw pixels).
 Measured here: on [0, 1] pixels the biases weigh as much as the signal and a short training stays
 below bicubic for several times longer (1 dB under it after 700 steps of 16 patches, where 0-255
