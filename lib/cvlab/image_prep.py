@@ -240,10 +240,13 @@ def resize(
         return x if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
     if method == "pil-bicubic":
         return _pil_bicubic(x, hw, aspect=aspect)
+    import tensorflow as tf  # lazy: tensorflow
+
     out = []
-    for start in range(0, max(1, len(batch)), _CHUNK):
-        chunk = batch[start : start + _CHUNK].astype(np.float32, copy=False)
-        out.append(np.asarray(resize_tensor(chunk, hw, aspect=aspect, method=method)))
+    with tf.device("/CPU:0"):  # where tf.data runs its graph: the same kernel, the same pixels
+        for start in range(0, max(1, len(batch)), _CHUNK):
+            chunk = batch[start : start + _CHUNK].astype(np.float32, copy=False)
+            out.append(np.asarray(resize_tensor(chunk, hw, aspect=aspect, method=method)))
     result = np.concatenate(out) if out else np.empty((0, *hw, batch.shape[-1]), np.float32)
     result = result.astype(np.float32, copy=False)
     if x.dtype == np.uint8:
