@@ -349,3 +349,11 @@ def test_the_book_bicubic_of_srcnn_is_pillows_in_height_width_order():
     assert srcnn.downscale(image, 2).shape == (15, 22, 3)
     with pytest.raises(ValueError, match="uint8"):
         resize(image.astype(np.float32), (10, 20), method="pil-bicubic")
+
+
+def test_integer_pixels_are_0_255_whatever_their_type():
+    config = Preprocessing(size=(4, 4), class_names=["a", "b"])
+    pixels = np.full((1, 4, 4, 3), 51, dtype=np.int64)
+    np.testing.assert_array_equal(prepare(pixels, config), prepare(pixels.astype(np.uint8), config))
+    with pytest.raises(PixelScaleError, match="outside 0-255"):
+        prepare(pixels * 10, config)

@@ -415,8 +415,8 @@ def prepare(
     """Image files or arrays as the model's float32 input batch (N, H, W, channels).
 
     `inputs`: a path or bytes, a list of them, or an array (N, H, W, C), (H, W, C) or (H, W).
-    Files are decoded and resized as `Preprocessing` says. Arrays on 0-255 are uint8, or floats
-    with `input_scale="0-255"`; float arrays are taken to be on `config.scale` unless
+    Files are decoded and resized as `Preprocessing` says. Arrays on 0-255 are uint8 (or another
+    integer type), or floats with `input_scale="0-255"`; float arrays are taken to be on `config.scale` unless
     `input_scale` says otherwise (the dtype decides, never the values).
     """
     if isinstance(inputs, str | Path | bytes):
@@ -434,6 +434,10 @@ def prepare(
         x = x[None]
     if x.ndim != 4:
         raise ValueError(f"images: expected (N, H, W, C), (H, W, C) or (H, W); got {x.shape}")
+    if np.issubdtype(x.dtype, np.integer) and x.dtype != np.uint8:  # integer pixels: 0-255
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise PixelScaleError(f"{x.dtype} pixels outside 0-255: give uint8 or float images")
+        x = x.astype(np.uint8)
     x = to_channels(x, config.channels)
     source = "0-255" if x.dtype == np.uint8 else (input_scale or config.scale)
     x = to_scale(x, config.scale, source=source)
