@@ -246,3 +246,30 @@ def test_an_hdf5_run_predicts_its_resized_evaluation(tmp_path):
         Image.fromarray(image).save(folder / f"{i:02d}.png")
     labels = [p.label for p in loaded.predict(sorted(folder.iterdir()))]
     assert labels == [names[i] for i in resized[:12].argmax(axis=1)]
+
+
+def test_a_run_recording_its_data_preprocessing_predicts_files(tmp_path, capsys):
+    """A notebook that trains its own way (the quickstart: `model.fit` on a Dataset) records
+    `cvlab.data.preprocessing_of(data)`; `cvlab predict` then takes a colour file of any size
+    and prepares it exactly as the test arrays the model was evaluated on."""
+    data = cvlab.data.load("mnist5k", seed=0)
+    run = cvlab.runs.start(tmp_path / "experiments" / "quickstart" / "qs", seed=0)
+    model = small_cnn(data.input_shape, data.num_classes)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(data.x_train[:256], data.y_train[:256], epochs=1, batch_size=64, verbose=0)
+    run.log_preprocessing(cvlab.data.preprocessing_of(data, recipe="00_quickstart"))
+    run.save_model(model)
+    run.finish()
+    digit = np.rint(data.x_test[0, ..., 0] * 255).astype(np.uint8)
+    grey_file, colour_file = tmp_path / "digit.png", tmp_path / "colour.png"
+    Image.fromarray(digit).save(grey_file)
+    Image.fromarray(np.repeat(digit[..., None], 3, axis=-1)).resize((56, 56)).save(colour_file)
+    loaded = cvlab.runs.load("run:qs", root=tmp_path)
+    assert np.array_equal(loaded.preprocess(grey_file), data.x_test[:1])
+    code = cvlab_main(
+        ["predict", "run:qs", str(grey_file), str(colour_file), "--root", str(tmp_path)]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(lines) == 2
+    expected = data.class_names[int(model.predict(data.x_test[:1], verbose=0).argmax())]
+    assert lines[0].startswith(f"{grey_file}\t{expected} ")

@@ -319,5 +319,7 @@ def test_picture_tries_relative_paths_under_root_and_normalises_arrays(tmp_path)
     assert array.shape == (4, 5, 3) and label == "p.png"
     with pytest.raises(FileNotFoundError, match="content-photos"):
         picture("missing.png", root=tmp_path)
-    assert as_rgb_uint8(np.ones((2, 2)))[0, 0].tolist() == [255, 255, 255]  # grey floats 0-1
-    assert as_rgb_uint8(np.full((1, 1, 4), 128.0))[0, 0].tolist() == [128, 128, 128]  # 0-255
+    white = as_rgb_uint8(np.ones((2, 2)), scale="0-1")  # grey floats 0-1
+    assert white[0, 0].tolist() == [255, 255, 255]
+    grey = as_rgb_uint8(np.full((1, 1, 4), 128.0), scale="0-255")  # 0-255
+    assert grey[0, 0].tolist() == [128, 128, 128]

@@ -88,3 +88,14 @@ class MissingDataError(CvlabError, FileNotFoundError):
 
     def __str__(self) -> str:  # FileNotFoundError would format its args otherwise
         return str(self.args[0])
+
+
+# -- images branch (issue 18, point 1: one image-preparation path) --------------------------
+
+
+class UnreadableImageError(CvlabError, ValueError):
+    """An image file that cannot be decoded (missing, corrupt, not an image): names the file."""
+
+
+class PixelScaleError(CvlabError, ValueError):
+    """Pixels whose scale (0-1 or 0-255) was not stated: cvlab never guesses it from the values."""

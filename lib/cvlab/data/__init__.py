@@ -42,6 +42,7 @@ from cvlab.data.catalog import (
 )
 from cvlab.data.dataset import SPLITS, Dataset, ImageIndex, stratified_splits
 from cvlab.data.hdf5 import HDF5DatasetReader, HDF5DatasetWriter
+from cvlab.data.images import preprocessing_of
 from cvlab.data.install import Installed, Survey, installed, user_datasets
 from cvlab.data.pipeline import make_pipeline
 from cvlab.errors import UnknownNameError
@@ -206,5 +207,6 @@ __all__ = [
     "make_pipeline",
     "names",
     "register_dataset",
+    "preprocessing_of",
     "stratified_splits",
 ]

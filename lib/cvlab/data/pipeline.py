@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.data.augment import AugmentationConfig, build_augmentation
-from cvlab.data.preprocess import CHANNELS, load_means
+from cvlab.image_prep import CHANNELS, load_means, resize_tensor
 
 # HDF5 files up to this size are read into memory once (one sequential read); larger ones are
 # streamed in contiguous blocks.
@@ -67,10 +67,11 @@ def make_pipeline(
 
     `source` is an image array (N, H, W, C) with `labels`, or an HDF5 file written by
     `cvlab.data.build_hdf5` (labels inside). In this order: crop to `crop` (a random patch per
-    image when `training`, the centre otherwise), resize the whole image to `resize` (bilinear;
-    the book's SimplePreprocessor, e.g. 256 -> 227 for evaluation without crops), augment (only when `training`, on the
-    images' own value range), subtract the RGB `means` (a dict or the `_mean.json` path, on
-    the images' scale), multiply by `rescale` (default: 1/255 for uint8 images without means),
+    image when `training`, the centre otherwise), resize the whole image to `resize` (`cvlab.image_prep`'s
+    policy: bilinear, antialiased; the book's SimplePreprocessor, e.g. 256 -> 227 for evaluation
+    without crops), augment (only when `training`, on the images' own value range), subtract
+    the RGB `means` (a dict or the `_mean.json` path, on the images' scale), multiply by
+    `rescale` (default: uint8 images without means are divided by 255),
     one-hot labels if `num_classes`. Training pipelines shuffle; evaluation keeps the order.
     `seed` fixes the shuffle order and the crops; augmentation draws differ between runs.
     """
@@ -113,8 +114,9 @@ def make_pipeline(
                 "(`compute_rgb_means` on them, or the `_mean.json` written with the HDF5 file)"
             )
         mean_vector = tf.constant(values[: shape[-1]])  # grey images: one channel's mean
-    if rescale is None and integer_pixels and means is None:
-        rescale = 1.0 / 255.0
+    # uint8 without means goes to [0, 1] by `cvlab.image_prep`'s one rule (divide by 255 in
+    # float32), so the batches equal the arrays `cvlab.runs.load` prepares from the same pixels.
+    to_unit = rescale is None and integer_pixels and means is None
     crop_hw = (crop, crop) if isinstance(crop, int) else crop
     resize_hw = (resize, resize) if isinstance(resize, int) else resize
     augmentation = None
@@ -148,13 +150,15 @@ def make_pipeline(
         x = tf.cast(x, tf.float32)
         if crop_hw and not training:
             x = tf.image.resize_with_crop_or_pad(x, *crop_hw)  # the centre crop
-        if resize_hw:
-            x = tf.image.resize(x, resize_hw, method="bilinear")
+        if resize_hw:  # cvlab.image_prep's resize policy, the same op as on arrays
+            x = resize_tensor(x, resize_hw)
         if augmentation is not None:  # on the images' own value range, before centring
             x = augmentation(x, training=True)
         if mean_vector is not None:
             x = x - mean_vector
-        if rescale is not None:
+        if to_unit:
+            x = x / 255.0
+        elif rescale is not None:
             x = x * rescale
         if num_classes:
             y = tf.one_hot(y, num_classes)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from cvlab.detection.nms import BOOK_OVERLAP, non_maxima_suppression
 from cvlab.detection.pyramid import _pair, image_pyramid
 from cvlab.detection.sliding_window import window_positions
+from cvlab.image_prep import as_rgb_uint8, decode, resize
 
 # The book's constants (ch. 13.3, simple_detection.py) and its command line (ch. 13.4).
 BOOK_INPUT_SIZE = (350, 350)  # INPUT_SIZE: the image is resized to this, ignoring its aspect
@@ -93,10 +93,10 @@ def _plain(det: Detection) -> dict[str, Any]:
 
 
 def _as_uint8(image: Any) -> np.ndarray:
-    """A path read from disk, or an array made uint8 RGB."""
-    from cvlab.data.images import as_rgb_uint8, read_image
-
-    return read_image(image) if isinstance(image, str | Path) else as_rgb_uint8(image)
+    """A path read from disk, or an array made uint8 RGB (float arrays are on [0, 1])."""
+    if isinstance(image, str | Path):
+        return decode(image)
+    return as_rgb_uint8(image, scale="0-1")
 
 
 def _class_table(model, class_names: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -165,9 +165,7 @@ def detect(
     net_size = model_window(model)
     if input_size is not None:
         in_w, in_h = _pair(input_size, "input_size")
-        resized = np.asarray(
-            Image.fromarray(original).resize((in_w, in_h), Image.Resampling.BICUBIC)
-        )
+        resized = resize(original, (in_h, in_w), method="bicubic")  # the book: INTER_CUBIC
     else:
         resized, (in_w, in_h) = original, (orig_w, orig_h)
 
@@ -182,11 +180,7 @@ def detect(
         batch = np.stack([layers[k][y : y + win_h, x : x + win_w] for k, x, y in chunk])
         batch = batch.astype(np.float32)
         if net_size is not None and net_size != (win_w, win_h):
-            from keras import ops
-
-            batch = ops.convert_to_numpy(
-                ops.image.resize(batch, (net_size[1], net_size[0]), interpolation="bilinear")
-            )
+            batch = resize(batch, (net_size[1], net_size[0]))  # cvlab.image_prep's policy
         if preprocess is not None:
             batch = preprocess(batch)
         tick = time.perf_counter()

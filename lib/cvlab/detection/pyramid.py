@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from PIL import Image
+
+from cvlab.image_prep import resize
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -18,14 +19,11 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
 
 def resize_width(image: np.ndarray, width: int) -> np.ndarray:
     """`image` resized to `width` pixels wide, the height following the aspect ratio as
-    `imutils.resize(image, width=...)` computes it (`int(h * width / w)`); bilinear, with PIL's
-    antialiasing when shrinking."""
+    `imutils.resize(image, width=...)` computes it (`int(h * width / w)`); by
+    `cvlab.image_prep`'s resize policy (bilinear, antialiased when shrinking)."""
     height, old_width = image.shape[:2]
     new_height = max(1, int(height * (width / float(old_width))))
-    resized = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(
-        (int(width), new_height), Image.Resampling.BILINEAR
-    )
-    return np.asarray(resized)
+    return resize(np.asarray(image, dtype=np.uint8), (new_height, int(width)))
 
 
 def pyramid_shapes(

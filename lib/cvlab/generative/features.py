@@ -15,9 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cvlab.image_prep import PixelScale, decode, to_rgb, to_scale
+from cvlab.image_prep import resize as prep_resize
+from cvlab.image_prep import to_uint8 as prep_uint8
 
 OFFLINE = "efficientnet_lite0"
 VGG_MEANS_BGR = (
@@ -173,42 +178,23 @@ __all__ = [
 # ------------------------------------------------------------------------------ image helpers
 
 
-def as_rgb(image) -> np.ndarray:
-    """An image as float32 HxWx3 in 0-255: uint8 arrays as they are, floats in [0, 1] scaled,
-    grey images repeated on three channels, alpha dropped; a path is read with Pillow."""
-    from pathlib import Path
-
+def as_rgb(image, *, scale: PixelScale = "0-255") -> np.ndarray:
+    """An image as float32 HxWx3 on 0-255, the chapters' working scale: a path is decoded
+    (`cvlab.image_prep.decode`), uint8 taken as it is, float arrays read on `scale` (0-255
+    unless said otherwise: never guessed from the values); grey repeated, alpha dropped."""
     if isinstance(image, str | Path):
-        from PIL import Image
-
-        with Image.open(image) as opened:
-            image = np.asarray(opened.convert("RGB"))
+        image = decode(image)
     array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
         raise ValueError(f"expected an HxW or HxWx3 image, got shape {array.shape}")
-    array = array[..., :3]
-    if array.dtype == np.uint8:
-        return array.astype("float32")
-    array = array.astype("float32")
-    return array * 255.0 if array.max() <= 1.0 else array
+    array = to_rgb(array)
+    return to_scale(array, "0-255", source="0-255" if array.dtype == np.uint8 else scale)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a float HxWx3 0-255 image to (height, width), bicubic (float32 out, not clipped)."""
-    from PIL import Image
-
-    height, width = int(size[0]), int(size[1])
-    channels = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(image[..., c], dtype="float32"), mode="F").resize(
-                (width, height), Image.Resampling.BICUBIC
-            )
-        )
-        for c in range(image.shape[-1])
-    ]
-    return np.stack(channels, axis=-1).astype("float32")
+    """Resize a float HxWx3 0-255 image to (height, width), bicubic (float32 out, not clipped):
+    `cvlab.image_prep.resize` with the chapters' bicubic kernel."""
+    return prep_resize(np.asarray(image, dtype=np.float32), size, method="bicubic")
 
 
 def fit(image, max_side: int | None) -> np.ndarray:
@@ -223,7 +209,7 @@ def fit(image, max_side: int | None) -> np.ndarray:
 
 def to_uint8(image) -> np.ndarray:
     """A 0-255 float image, clipped and rounded to uint8 (what is saved and shown)."""
-    return np.clip(np.rint(np.asarray(image, dtype="float64")), 0, 255).astype(np.uint8)
+    return prep_uint8(image, scale="0-255")
 
 
 def panels(items: Sequence[tuple[str, np.ndarray]], *, height: float = 3.6):

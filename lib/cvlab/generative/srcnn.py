@@ -9,9 +9,9 @@ network learns to turn a bicubic-enlarged image into a sharp one.
     evaluate(model, held_out, scale=2)                       # PSNR / SSIM: SRCNN vs bicubic
 
 Training pairs are made as in the book (17.2.2): a photo is cropped to a multiple of `scale`,
-shrunk by `scale` and enlarged back with bicubic interpolation (PIL's, which `scipy.misc.imresize`
-used); the network sees a 33×33 patch of that blurred copy and must reproduce the central 21×21
-of the original (its three unpadded convolutions, 9×9, 1×1 and 5×5, take 12 pixels off).
+shrunk by `scale` and enlarged back with bicubic interpolation (Pillow's, which
+`scipy.misc.imresize` used: `cvlab.image_prep.resize(..., method="pil-bicubic")`); the network
+sees a 33×33 patch of that blurred copy and must reproduce the central 21×21 of the original (its three unpadded convolutions, 9×9, 1×1 and 5×5, take 12 pixels off).
 Pixels reach the network as 0-255 floats, as in the book (its HDF5 generator feeds raw pixels).
 Measured here: on [0, 1] pixels the biases weigh as much as the signal and a short training stays
 below bicubic for several times longer (1 dB under it after 700 steps of 16 patches, where 0-255
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from cvlab.data.images import as_rgb_uint8
+from cvlab.image_prep import as_rgb_uint8
+from cvlab.image_prep import resize as prep_resize
 
 # The book's configuration (ch. 17.2.1, sr_config.py) and architecture (17.2.3).
 BOOK_SCALE = 2
@@ -56,22 +56,28 @@ def crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
     return image[: h - h % int(scale), : w - w % int(scale)]
 
 
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """The chapter's images: uint8 RGB (floats are taken on 0-255, the scale PSNR is on)."""
+    return as_rgb_uint8(image, scale="0-255")
+
+
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bicubic resize of a uint8 image to (width, height) with PIL."""
-    return np.asarray(Image.fromarray(as_rgb_uint8(image)).resize(size, Image.Resampling.BICUBIC))
+    """Bicubic resize of a uint8 image to (height, width): `cvlab.image_prep.resize` with the
+    book's degradation, Pillow's bicubic (what `scipy.misc.imresize` called)."""
+    return prep_resize(_rgb(image), size, method="pil-bicubic")
 
 
 def downscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """The low-resolution version: `scale` times smaller (bicubic; PIL antialiases)."""
-    image = crop_to_scale(as_rgb_uint8(image), scale)
+    """The low-resolution version: `scale` times smaller (bicubic; Pillow antialiases)."""
+    image = crop_to_scale(_rgb(image), scale)
     h, w = image.shape[:2]
-    return resize(image, (w // int(scale), h // int(scale)))
+    return resize(image, (h // int(scale), w // int(scale)))
 
 
 def bicubic_upscale(low: np.ndarray, scale: int) -> np.ndarray:
     """The baseline: the low-resolution image enlarged `scale` times by bicubic interpolation."""
     h, w = low.shape[:2]
-    return resize(low, (w * int(scale), h * int(scale)))
+    return resize(low, (h * int(scale), w * int(scale)))
 
 
 def degrade(image: np.ndarray, scale: int) -> np.ndarray:
@@ -97,7 +103,7 @@ def make_patches(
     pad = (input_dim - label_size) // 2
     inputs, targets = [], []
     for image in images:
-        hr = crop_to_scale(as_rgb_uint8(image), scale)
+        hr = crop_to_scale(_rgb(image), scale)
         lr = degrade(hr, scale)
         h, w = hr.shape[:2]
         ys = np.arange(0, h - input_dim + 1, stride)
@@ -222,7 +228,7 @@ def upscale(model, low: np.ndarray, scale: int = BOOK_SCALE, *, tile: int | None
     output blocks (each with the 6-pixel margin its convolutions need, so the result is the same)
     to bound memory. The border the unpadded convolutions would lose is filled by reflecting the
     input, so the output has the bicubic image's size. Returns uint8 (H·scale, W·scale, 3)."""
-    blurred = bicubic_upscale(as_rgb_uint8(low), scale)
+    blurred = bicubic_upscale(_rgb(low), scale)
     return enhance(model, blurred, tile=tile)
 
 
@@ -232,7 +238,7 @@ def enhance(model, blurred: np.ndarray, *, tile: int | None = 256) -> np.ndarray
     if margin is False:
         raise ValueError("enhance needs a fully convolutional model: build_srcnn(input_size=None)")
     h, w = blurred.shape[:2]
-    padded = np.pad(as_rgb_uint8(blurred), ((margin, margin), (margin, margin), (0, 0)), "reflect")
+    padded = np.pad(_rgb(blurred), ((margin, margin), (margin, margin), (0, 0)), "reflect")
     padded = padded.astype(np.float32)
     out = np.empty((h, w, blurred.shape[2] if blurred.ndim == 3 else 3), dtype=np.float32)
     step = max(h, w) if tile is None else int(tile)
@@ -269,7 +275,7 @@ def ssim(reference: np.ndarray, image: np.ndarray, border: int = 0) -> float:
 
 
 def _inner(image: np.ndarray, border: int) -> np.ndarray:
-    image = as_rgb_uint8(image)
+    image = _rgb(image)
     return image[border : image.shape[0] - border, border : image.shape[1] - border]
 
 
@@ -308,7 +314,7 @@ def compare(
     """Shrink a held-out photo by `scale`, enlarge it back with bicubic and with SRCNN, and score
     both against the original. `border` (default: the network's 6-pixel shave) is left out of
     the scores for both, since SRCNN's border pixels come from a reflected margin."""
-    original = crop_to_scale(as_rgb_uint8(image), scale)
+    original = crop_to_scale(_rgb(image), scale)
     low = downscale(original, scale)
     bicubic = bicubic_upscale(low, scale)
     start = time.perf_counter()
@@ -348,7 +354,7 @@ def summary(comparisons: Sequence[Comparison]) -> dict[str, float]:
 def sharpest_crop(image: np.ndarray, size: int) -> tuple[int, int]:
     """(y, x) of the `size`×`size` crop with the most detail (largest gradient energy) on a
     coarse grid: where the difference between the methods shows."""
-    grey = as_rgb_uint8(image).astype(np.float64).mean(axis=-1)
+    grey = _rgb(image).astype(np.float64).mean(axis=-1)
     energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1]
     h, w = energy.shape
     size = min(size, h, w)
@@ -445,7 +451,9 @@ def load_photos(
         import skimage.data
 
         def photo(name: str) -> np.ndarray:
-            return as_rgb_uint8(getattr(skimage.data, name)())
+            return as_rgb_uint8(
+                getattr(skimage.data, name)(), scale="0-1"
+            )  # skimage: floats on [0, 1]
 
         train = {name: photo(name) for name in train_photos}
         test = {name: photo(name) for name in test_photos}

@@ -302,6 +302,15 @@ def _weights_kind(weights: str | os.PathLike | None) -> tuple[str, Any]:
     return ("model" if path.suffix == ".keras" else "file"), path
 
 
+def preprocess_module(name: str) -> str | None:
+    """The keras.applications module whose `preprocess_input` maps 0-255 RGB to backbone
+    `name`'s input (what a run records as `Preprocessing.keras_preprocess`), or None for the
+    models that normalise their input themselves (efficientnet_b0, efficientnet_lite0)."""
+    if name == OFFLINE_BACKBONE:
+        return None
+    return _application(name).preprocess_module or None
+
+
 def preprocessing(name: str):
     """The function that maps 0-255 RGB batches to backbone `name`'s input: its
     keras.applications `preprocess_input` (e.g. VGG's BGR mean subtraction), or float32 as is for
@@ -313,9 +322,7 @@ def preprocessing(name: str):
     def as_float(batch):
         return np.asarray(batch, dtype=np.float32)
 
-    if name == OFFLINE_BACKBONE:
-        return as_float
-    module = _application(name).preprocess_module
+    module = preprocess_module(name)
     if not module:
         return as_float
     keras_preprocess = importlib.import_module(f"keras.applications.{module}").preprocess_input

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from cvlab.errors import CvlabError
+from cvlab.image_prep import as_rgb_uint8, centre_crop, decode, resize
 
 CLASSES = 1000
 EVAL_SIZE = 224
@@ -114,41 +115,32 @@ def decode_predictions(preds: Any, top: int = 5) -> list[list[Prediction]]:
 # ------------------------------------------------------------------------------ evaluation crop
 
 
-def _as_pil(image: Any) -> Image.Image:
-    """A path, PIL image or array (uint8 0-255, or float in [0, 1] as cvlab.data gives) as RGB."""
+def _as_rgb(image: Any) -> np.ndarray:
+    """A path, PIL image or array (uint8 0-255, or floats in [0, 1] as cvlab.data gives) as
+    uint8 RGB, through `cvlab.image_prep`."""
     if isinstance(image, str | Path):
-        from cvlab.data.images import read_image
-
-        return Image.fromarray(read_image(image))
+        return decode(image)
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return np.asarray(image.convert("RGB"))
     array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3)):
         raise ValueError(
             f"expected one image (H, W, 3) or (H, W), a PIL image or a file path, got an array "
             f"of shape {array.shape}"
         )
-    if array.dtype != np.uint8:
-        array = array.astype(np.float64)
-        if array.max(initial=0) <= 1.0:  # cvlab.data's [0, 1] floats
-            array = array * 255.0
-        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
-    return Image.fromarray(array).convert("RGB")
+    return as_rgb_uint8(array, scale="0-1")  # floats: cvlab.data's [0, 1]
 
 
 def center_crop(image: Any, size: int = EVAL_SIZE) -> np.ndarray:
-    """The ImageNet evaluation crop of one image: short side resized (bilinear, enlarged when
-    smaller) to 256/224 of `size`, then the central `size`×`size`; uint8 (size, size, 3)."""
-    img = _as_pil(image)
+    """The ImageNet evaluation crop of one image: short side resized (`cvlab.image_prep`'s
+    policy, enlarged when smaller) to 256/224 of `size`, then the central `size`×`size`; uint8
+    (size, size, 3)."""
+    array = _as_rgb(image)
     short = round(size * EVAL_RESIZE / EVAL_SIZE)
-    width, height = img.size
+    height, width = array.shape[:2]
     scale = short / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return centre_crop(resize(array, (new_h, new_w)), size)
 
 
 def center_crops(

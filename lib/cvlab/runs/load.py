@@ -4,7 +4,8 @@ preprocessing it recorded, and classifies new images in any process, without ret
 Inputs to `LoadedRun.predict` and friends are image files, or arrays as the run's data held them:
 uint8 arrays are 0-255 pixels; float arrays are taken to be on the run's pixel scale already (a
 `cvlab.data` Dataset's [0, 1] images for a `train_classifier` run). Either way they are resized,
-scaled and centred exactly as the run's evaluation did.
+scaled and centred exactly as the run's evaluation did: the run's record holds a
+`cvlab.image_prep.Preprocessing` and `cvlab.image_prep.prepare` applies it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cvlab.errors import CvlabError
+from cvlab.errors import CvlabError, UnreadableImageError
+from cvlab.image_prep import Preprocessing, decode, resize
+from cvlab.image_prep import prepare as prepare_images
 from cvlab.runs.lookup import MODEL_FILE, RunModelNotFoundError, find_run_model
-from cvlab.runs.record import RECORD_FILE, Preprocessing, RunRecord
+from cvlab.runs.record import RECORD_FILE, RunRecord
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -36,7 +39,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 RECORDED_BY = (
     "the training recipes record it (cvlab.train.recipe.train_classifier and "
     "train_classifier_hdf5, as notebooks 07_alexnet_dogs_vs_cats, 09_googlenet and 10_resnet use "
-    "them); a notebook that trains its own way calls run.log_preprocessing(...)"
+    "them); a notebook that trains its own way calls run.log_preprocessing(...), e.g. "
+    "run.log_preprocessing(cvlab.data.preprocessing_of(data)) as 00_quickstart does"
 )
 
 
@@ -50,10 +54,6 @@ class NoSavedModelError(RunNotUsableError, FileNotFoundError):
 
 class NoPreprocessingError(RunNotUsableError, ValueError):
     """The run saved a model but not the preprocessing its inputs went through."""
-
-
-class UnreadableImageError(CvlabError, ValueError):
-    """An image file that cannot be decoded (missing, corrupt, not an image)."""
 
 
 class Prediction(NamedTuple):
@@ -133,67 +133,17 @@ def load(ref: str | Path, *, root: str | Path | None = None) -> LoadedRun:
     return LoadedRun(run_dir=run_dir, record=record, model=model, preprocessing=preprocessing)
 
 
-def _grey(images: np.ndarray) -> np.ndarray:
-    """RGB to one luma channel with Pillow's weights (ITU-R 601-2), as `convert("L")` does."""
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float64)
-    grey = np.asarray(images, dtype=np.float64) @ weights
-    if np.issubdtype(np.asarray(images).dtype, np.integer):
-        return np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
-    return grey.astype(np.float32)[..., None]
-
-
 def read_for(path: str | Path, preprocessing: Preprocessing) -> np.ndarray:
-    """One image file as uint8 (H, W, C) at the run's stored size (or input size), resized as
-    its data was (aspect-aware or plain, with Pillow, like `cvlab.data`'s decoders)."""
-    from PIL import Image
-
-    from cvlab.data.images import read_image
-
-    target = preprocessing.stored_size or preprocessing.size
-    try:
-        image = read_image(path, target, aspect=preprocessing.aspect)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise UnreadableImageError(f"{path}: cannot read this image ({exc})") from exc
-    return _grey(image) if preprocessing.channels == 1 else image
-
-
-def _resize(images: np.ndarray, size: tuple[int, int], aspect: bool) -> np.ndarray:
-    """Bilinear resize of a float batch, as the tf.data pipeline does (no antialiasing)."""
-    import keras
-
-    out = keras.ops.image.resize(
-        images, size, interpolation="bilinear", crop_to_aspect_ratio=aspect
-    )
-    return np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float32)
+    """One image file as uint8 (H, W, 3) at the run's stored size (or input size), decoded and
+    resized as its data was (`cvlab.image_prep`, the one path every image takes)."""
+    return resize(decode(path), preprocessing.decode_size, aspect=preprocessing.aspect)
 
 
 def prepare(images: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
-    """A batch as the model takes it: channels matched, resized, on the run's pixel scale,
-    minus the recorded means. uint8 input is 0-255; float input is on the run's scale."""
-    x = np.asarray(images)
-    if x.ndim == 2 or (x.ndim == 3 and x.shape[-1] not in (1, 3)):
-        x = x[..., None]  # grey without a channel axis: one image (H, W) or a batch (N, H, W)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4:
-        raise ValueError(f"images: expected (N, H, W, C), (H, W, C) or (H, W); got {x.shape}")
-    if x.shape[-1] != preprocessing.channels:
-        x = _grey(x) if preprocessing.channels == 1 else np.repeat(x, 3, axis=-1)
-    integer = np.issubdtype(x.dtype, np.integer)
-    if integer and preprocessing.scale == "0-1":
-        x = (x / 255.0).astype(np.float32)  # as cvlab.data makes its [0, 1] images
-    else:
-        x = x.astype(np.float32)
-    size = tuple(preprocessing.size)
-    if tuple(x.shape[1:3]) != size:
-        stored = preprocessing.stored_size
-        if stored is not None and tuple(x.shape[1:3]) != tuple(stored):
-            x = _resize(x, tuple(stored), preprocessing.aspect)
-        x = _resize(x, size, preprocessing.aspect and stored is None)
-    if preprocessing.means is not None:
-        vector = np.array([preprocessing.means[c] for c in "RGB"], np.float32)
-        x = x - vector[: x.shape[-1]]
-    return x
+    """A batch as the model takes it (`cvlab.image_prep.prepare`): channels matched, on the
+    run's pixel scale, resized, minus the recorded means. uint8 input is 0-255; float input is
+    on the run's scale."""
+    return prepare_images(np.asarray(images), preprocessing)
 
 
 @dataclass
@@ -211,16 +161,9 @@ class LoadedRun:
 
     def preprocess(self, inputs: Any) -> np.ndarray:
         """Image files (a path or a list of paths) or arrays, as the model's input batch."""
-        if isinstance(inputs, str | Path):
-            inputs = [inputs]
-        if isinstance(inputs, np.ndarray) or not isinstance(inputs, Iterable):
-            return prepare(np.asarray(inputs), self.preprocessing)
-        items = list(inputs)
-        if items and all(isinstance(item, str | Path) for item in items):
-            images = np.stack([read_for(path, self.preprocessing) for path in items])
-        else:
-            images = np.asarray(items)
-        return prepare(images, self.preprocessing)
+        if not isinstance(inputs, Iterable | str | Path | bytes):
+            inputs = np.asarray(inputs)
+        return prepare_images(inputs, self.preprocessing)
 
     def probabilities(self, inputs: Any, *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N × classes) for image files or arrays."""

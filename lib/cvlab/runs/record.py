@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cvlab.atomic_io import write_json_atomic
 from cvlab.errors import RunRecordError
+from cvlab.image_prep import PixelScale as PixelScale  # re-exported
+from cvlab.image_prep import Preprocessing
 from cvlab.runs.epoch_metrics import EpochSummary
 
 RECORD_FILE = "record.json"
@@ -36,30 +38,8 @@ class RunError(BaseModel):
     traceback: str = ""
 
 
-PixelScale = Literal["0-1", "0-255"]
-
-
-class Preprocessing(BaseModel):
-    """What a run's model expects as input, so a later process can feed it new images
-    (`cvlab.runs.load`, `cvlab predict`): written by `Run.log_preprocessing`.
-
-    An image file is decoded as RGB (grey when `channels` is 1), resized to `stored_size` if set
-    (the HDF5 recipe stores images at one size, then resizes them to the model's), else to
-    `size`, aspect-aware (`aspect`: short side, then centre crop) or plainly stretched; then
-    its pixels are put on `scale` (0-1: divided by 255) and the per-channel `means` (on that
-    scale) are subtracted.
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    size: tuple[int, int]  # (height, width) of the model's input
-    channels: int = 3
-    aspect: bool = False
-    scale: PixelScale = "0-1"
-    means: dict[str, float] | None = None  # {"R": ..., "G": ..., "B": ...}
-    class_names: list[str]
-    stored_size: tuple[int, int] | None = None
-    recipe: str = ""  # what recorded it, e.g. "train_classifier"
+# What a run records as its preprocessing is the image-preparation configuration itself, so
+# `cvlab.runs.load` prepares new images exactly as the run's did (old records load unchanged).
 
 
 class DataUse(BaseModel):

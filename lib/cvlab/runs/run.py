@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cvlab.atomic_io import write_atomic
+from cvlab.image_prep import pair, to_uint8
 from cvlab.runs.curves import plot_curves
 from cvlab.runs.environment import collect_environment
 from cvlab.runs.epoch_metrics import summarize_history
@@ -58,13 +59,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _side_pair(value: Any, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in pair):
-        raise ValueError(f"{name}={value!r}: give a side in pixels or (height, width)")
-    return int(pair[0]), int(pair[1])
-
-
 def _preprocessing(
     *,
     size: Any,
@@ -75,6 +69,7 @@ def _preprocessing(
     channels: int,
     stored_size: Any,
     recipe: str,
+    keras_preprocess: str | None = None,
 ) -> Preprocessing:
     """A checked `Preprocessing`: the mistakes that would make later predictions silently
     wrong (means on the other scale, no class names) are refused here, while the run trains."""
@@ -82,6 +77,10 @@ def _preprocessing(
         raise ValueError(f"scale={scale!r}: pixels are on '0-1' (divided by 255) or '0-255'")
     if channels not in (1, 3):
         raise ValueError(f"channels={channels!r}: 1 (grey) or 3 (RGB)")
+    if keras_preprocess and scale != "0-255":
+        raise ValueError(
+            f"keras_preprocess={keras_preprocess!r} takes 0-255 pixels: record scale='0-255'"
+        )
     names = [str(name) for name in class_names]
     if len(names) < 2:
         raise ValueError(f"class_names={class_names!r}: name every class the model outputs")
@@ -98,13 +97,14 @@ def _preprocessing(
                 "means of the same images the model trained on"
             )
     return Preprocessing(
-        size=_side_pair(size, "size"),
+        size=pair(size, "size"),
         channels=channels,
         aspect=bool(aspect),
         scale=scale,  # type: ignore[arg-type]
         means=means,
         class_names=names,
-        stored_size=None if stored_size is None else _side_pair(stored_size, "stored_size"),
+        stored_size=None if stored_size is None else pair(stored_size, "stored_size"),
+        keras_preprocess=keras_preprocess or None,
         recipe=recipe,
     )
 
@@ -144,23 +144,34 @@ class Run:
 
     def log_preprocessing(
         self,
+        spec: Preprocessing | None = None,
         *,
-        size: int | tuple[int, int],
-        class_names: list[str],
+        size: int | tuple[int, int] | None = None,
+        class_names: list[str] | None = None,
         aspect: bool = False,
         scale: PixelScale = "0-1",
         means: dict[str, float] | None = None,
         channels: int = 3,
         stored_size: int | tuple[int, int] | None = None,
         recipe: str = "",
+        keras_preprocess: str | None = None,
     ) -> Preprocessing:
         """Record what the model expects as input (size, resize mode, pixel scale, the RGB
         means subtracted, class names), so `cvlab.runs.load` / `cvlab predict` can feed it new
         images in another process. The training recipes call it; a notebook that trains its
-        own way calls it once, with the same values its data went through."""
+        own way calls it once, with the same values its data went through, or passes the
+        `cvlab.image_prep.Preprocessing` its data was prepared with (`spec`, e.g.
+        `cvlab.data.preprocessing_of(data)`)."""
+        if spec is not None:
+            size, class_names, aspect, scale = spec.size, spec.class_names, spec.aspect, spec.scale
+            means, channels, stored_size = spec.means, spec.channels, spec.stored_size
+            recipe, keras_preprocess = recipe or spec.recipe, spec.keras_preprocess
+        if size is None or class_names is None:
+            raise ValueError("log_preprocessing: give a Preprocessing, or size= and class_names=")
         spec = _preprocessing(
             size=size, class_names=class_names, aspect=aspect, scale=scale, means=means,
             channels=channels, stored_size=stored_size, recipe=recipe,
+            keras_preprocess=keras_preprocess,
         )  # fmt: skip
         self.record.preprocessing = spec
         self._save()
@@ -226,12 +237,15 @@ class Run:
         self._save()
         return self.run_dir / rel
 
-    def save_image(self, image: Any, name: str, *, thumbnail: bool = False) -> Path:
+    def save_image(
+        self, image: Any, name: str, *, thumbnail: bool = False, scale: PixelScale = "0-1"
+    ) -> Path:
         """Save an image array as `images/<name>.png`; `thumbnail=True` makes it the run's picture
         on the leaderboard page.
 
-        `image` is HxW (grey) or HxWx3/4, uint8 0-255 or float 0-1 (clipped); it is written as
-        it is, not resampled, so the file is the output itself and not a plot of it.
+        `image` is HxW (grey) or HxWx1/3/4: uint8 0-255, or floats on `scale` ("0-1", the
+        default, or "0-255"; rounded and clipped by `cvlab.image_prep.to_uint8`). It is written
+        as it is, not resampled, so the file is the output itself and not a plot of it.
         """
         from PIL import Image
 
@@ -240,9 +254,7 @@ class Run:
             array = array[..., 0]
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
             raise ValueError(f"save_image({name!r}): expected HxW or HxWx3/4, got {array.shape}")
-        if array.dtype != np.uint8:
-            array = (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round()
-            array = array.astype(np.uint8)
+        array = to_uint8(array, scale=scale)
         rel = f"images/{name}.png"
         write_atomic(self.run_dir / rel, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
         self.record.artifacts[f"image:{name}"] = rel

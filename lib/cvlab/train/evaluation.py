@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvlab.image_prep import predict_ten_crop
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -84,7 +86,6 @@ def _predict(
     model: Any, x: Any, y: Any, batch_size: int, ten_crop_size: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and integer labels, from arrays or a data set of (x, y) batches."""
-    from cvlab.data.preprocess import predict_ten_crop
 
     def predict(batch: np.ndarray) -> np.ndarray:
         if ten_crop_size is not None:

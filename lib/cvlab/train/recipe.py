@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from cvlab.data.dataset import Dataset
+from cvlab.data.images import preprocessing_of
 from cvlab.data.pipeline import make_pipeline
-from cvlab.data.preprocess import compute_rgb_means, subtract_means
+from cvlab.image_prep import compute_rgb_means, load_means, predict_ten_crop, subtract_means
 
 
 @dataclass
@@ -96,11 +97,7 @@ def train_classifier(run, data: Dataset, model, config: TrainingConfig) -> dict[
     )
     if means is not None:
         run.log_params(rgb_means={k: round(v, 6) for k, v in means.items()})
-    run.log_preprocessing(
-        size=data.input_shape[:2], channels=data.input_shape[-1], class_names=data.class_names,
-        aspect=bool(data.info.get("aspect", False)), scale="0-1", means=means,
-        recipe="train_classifier",
-    )  # fmt: skip
+    run.log_preprocessing(preprocessing_of(data, means=means, recipe="train_classifier"))
     train = make_pipeline(
         data.x_train, data.y_train, batch_size=config.batch_size, training=True,
         augment=config.augment, means=means, seed=config.seed,
@@ -120,7 +117,6 @@ def train_classifier(run, data: Dataset, model, config: TrainingConfig) -> dict[
 def _ten_crop_probabilities(model, test_file, means, patch: int, batch_size: int):
     """10-crop probabilities over an HDF5 test split, read in blocks so memory stays flat."""
     from cvlab.data.hdf5 import HDF5DatasetReader
-    from cvlab.data.preprocess import predict_ten_crop
 
     probs, labels = [], []
     with HDF5DatasetReader(test_file) as reader:
@@ -141,7 +137,6 @@ def train_classifier_hdf5(
     oversampling (`crops_rank1`, ...), logging `oversampling_gain` = the difference in rank-1.
     """
     from cvlab.data.hdf5 import HDF5DatasetReader
-    from cvlab.data.preprocess import load_means
     from cvlab.train.evaluation import evaluate_classifier, score_predictions
 
     means = load_means(files["mean"]) if config.mean_subtraction else None

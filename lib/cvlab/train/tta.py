@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvlab.image_prep import resize
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -147,8 +149,6 @@ def apply_view(images: np.ndarray, view: View) -> np.ndarray:
     if view.dy or view.dx:
         out = _shift(out, view.dy, view.dx)
     if view.crop is not None:
-        from cvlab.data.preprocess import resize
-
         top, left, h, w = view.crop
         window = out[:, top : top + h, left : left + w]
         out = resize(window, images.shape[1:3])
