@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvlab.errors import CvlabError
+from cvlab.train.schedules import time_decay_schedule  # re-exported: notebook 05 imports it here
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -476,25 +477,6 @@ def train_members(
             print(f"member {i}: reusing the finished run in {folder}")
         members.append(member_from_run(folder, name=f"member {i}"))
     return members
-
-
-def time_decay_schedule(
-    learning_rate: float, decay: float, steps_per_epoch: int, epochs: int
-) -> dict[str, Any]:
-    """Keras 2's `SGD(lr, decay=d)` (rate lr / (1 + d·iteration)) as an epoch schedule for
-    `TrainingConfig.schedule`: each epoch runs at the mean of the rates Keras 2 used over that
-    epoch's iterations (the book's ensembles use lr 0.01, decay 0.01 / 40)."""
-    if learning_rate <= 0 or decay < 0 or steps_per_epoch < 1 or epochs < 1:
-        raise ValueError(
-            f"time_decay_schedule: learning_rate > 0, decay >= 0, steps_per_epoch >= 1 and "
-            f"epochs >= 1, got {learning_rate}, {decay}, {steps_per_epoch}, {epochs}"
-        )
-    steps = np.arange(steps_per_epoch, dtype=np.float64)
-    values = [
-        float(np.mean(learning_rate / (1.0 + decay * (e * steps_per_epoch + steps))))
-        for e in range(epochs)
-    ]
-    return {"name": "piecewise", "boundaries": list(range(1, epochs)), "values": values}
 
 
 def limit_dataset(
