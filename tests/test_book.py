@@ -124,11 +124,38 @@ NINE = [
 
 @pytest.mark.parametrize("name", NINE)
 def test_the_notebooks_use_the_call(name):
-    """No notebook builds its book table by hand (nor logs `book_value` itself)."""
+    """No notebook builds its book table by hand, nor logs `book_value` itself."""
     from pathlib import Path
 
     nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb", as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert code.count("cvlab.runs.beside_the_book(") == 1
+    assert code.count("cvlab.runs.beside_the_book(") >= 1
     assert "book_value=book_value" in code
     assert "run.log_metrics(book_value" not in code and "gap_to_book" not in code
+
+
+@pytest.mark.parametrize("name", ["resnet50", "a`b", "``x``", PAYLOAD])
+def test_markdown_code_cannot_be_closed_by_its_text(name):
+    rendered = mistune.html(f"on {cvlab.runs.markdown_code(name)}: done")
+    assert rendered.count("<code>") == 1 and "<img" not in rendered
+    inside = rendered.split("<code>")[1].split("</code>")[0]
+    assert unescape(inside) == name
+
+
+def test_notebooks_escape_parameters_they_render_as_markdown():
+    """No parameter (book_source, a backbone name...) goes raw into Markdown(f"...")."""
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code" and "Markdown(" in cell.source:
+                for name in ("book_source", "compare_backbone", "net.note", "transfer_backbone"):
+                    assert f"{{{name}}}" not in cell.source, (path.name, cell.id, name)
+
+
+def test_ensemble_table_escapes_member_names():
+    from cvlab.train.ensembles import EnsembleResult
+
+    result = EnsembleResult(members={PAYLOAD: {"rank1": 0.5}}, ensemble={"rank1": 0.6})
+    assert "<img" not in result.markdown() and "&lt;img" in result.markdown()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cvlab.runs.run import Run
 
-__all__ = ["BookComparison", "beside_the_book", "escape_markdown"]
+__all__ = ["BookComparison", "beside_the_book", "escape_markdown", "markdown_code"]
 
 # Characters Markdown (CommonMark, and the Jupyter/nbconvert renderers) would read as markup in a
 # table cell: emphasis, code, links, headings, math, table pipes, escapes. No library offers a
@@ -42,6 +42,16 @@ def escape_markdown(text: Any) -> str:
     escaped = html.escape(str(text), quote=True)
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
     return " ".join(escaped.splitlines())
+
+
+def markdown_code(text: Any) -> str:
+    """`text` as a Markdown code span (outside tables) that no backtick in it can close: the
+    fence is one longer than its longest run of backticks. Code spans show HTML as text."""
+    line = " ".join(str(text).splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if line.startswith("`") or line.endswith("`") else ""
+    return f"{fence}{pad}{line}{pad}{fence}"
 
 
 def _cell(value: Cell, fmt: str) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvlab.errors import EnsembleError, EnsembleWarning, NotProbabilitiesError, TestSetMismatchError
+from cvlab.runs.book import escape_markdown
 from cvlab.train.schedules import time_decay_schedule  # re-exported: notebook 05 imports it here
 
 if TYPE_CHECKING:
@@ -316,7 +317,7 @@ class EnsembleResult:
             cells = f"| {label} | {scores['rank1']:.2%} |"
             return cells + (f" {scores['rank5']:.2%} |" if rank5 else "")
 
-        rows += [row(name, scores) for name, scores in self.members.items()]
+        rows += [row(escape_markdown(name), scores) for name, scores in self.members.items()]
         mean = {
             k: float(np.mean([m[k] for m in self.members.values()])) for k in self.ensemble_keys
         }
