@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 import cvlab
+from cvlab.errors import BookTableError
 from cvlab.runs import RunRecord, beside_the_book, escape_markdown
 
 PAYLOAD = "<img src=x onerror=\"document.title='PWNED'\">"
@@ -70,8 +71,8 @@ def test_rows_columns_and_padding():
         "| this run: 5 members | 78.00% | 80.00% | +2.00% |",
         "| the book: ch. 6.1.3 | 84.00% | | |",  # padded to the table's width
     ]
-    assert shown.logged == {"book_value": 0.84, "gap_to_book": pytest.approx(-0.04)}
-    with pytest.raises(ValueError, match="has 3 cells but the table has 2 columns"):
+    assert shown.logged == {}  # no run: a table shown only
+    with pytest.raises(BookTableError, match="has 3 cells but the table has 2 columns"):
         beside_the_book(None, 0.8, book_value=None, book_source="s", rows=[("a", 1, 2)], show=False)
 
 

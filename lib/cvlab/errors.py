@@ -184,3 +184,7 @@ class ProgressiveError(CvlabError, ValueError):
 
 class SurgeryError(CvlabError, ValueError):
     """A head, block or freezing request that does not fit the model: says what would."""
+
+
+class BookTableError(CvlabError, ValueError):
+    """A row of `beside_the_book` whose number of cells does not fit the table's columns."""

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cvlab.errors import BookTableError
+
 if TYPE_CHECKING:
     from cvlab.runs.run import Run
 
@@ -78,7 +80,7 @@ def _line(cells: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class BookComparison:
-    """What `beside_the_book` logged and showed; renders as its table in a notebook."""
+    """What `beside_the_book` logged in the run's record and showed; renders as its table."""
 
     markdown: str
     logged: dict[str, float] = field(default_factory=dict)
@@ -105,7 +107,8 @@ def beside_the_book(
     """Log the book's number beside the run's and display the table.
 
     `measured` is the run's number compared with `book_value` (`gap_to_book` = measured −
-    book_value, logged only when both are numbers and `log_gap`); `book_value` None logs nothing.
+    book_value, logged only when both are numbers and `log_gap`); `book_value` None, or no `run`
+    (a table shown only), logs nothing.
     The table has a label column, then `columns` (default: `[metric]`); `rows` are the run's rows
     as `(label, value, ...)` (default: one row, "this run" and `measured`), `book_rows` the book's
     (default: "the book: <book_source>" with `book_value`, or "—" when the book has no number).
@@ -120,7 +123,7 @@ def beside_the_book(
         book_rows = [(f"{book_label}: {book_source}", value)]
     for row in [*rows, *book_rows]:
         if not 1 <= len(row) <= width:
-            raise ValueError(
+            raise BookTableError(
                 f"beside_the_book: the row {tuple(row)!r} has {len(row)} cells but the table has "
                 f"{width} columns (the label, then {heads}); give one label and one value per column"
             )
@@ -131,11 +134,10 @@ def beside_the_book(
         *(_row(r, fmt, width) for r in book_rows),
     ]
     logged: dict[str, float] = {}
-    if book_value is not None:
+    if run is not None and book_value is not None:
         logged["book_value"] = book_value
         if log_gap and measured is not None:
             logged["gap_to_book"] = measured - book_value
-    if run is not None and logged:
         run.log_metrics(**logged)
     comparison = BookComparison("\n".join(lines), logged)
     if show:
