@@ -16,13 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cvlab.errors import CvlabError
+from cvlab.errors import DiskFullError
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
-
-
-class DiskFullError(CvlabError, OSError):
-    """No space left (or quota exceeded) while writing a file; nothing was half-written."""
 
 
 def _umask() -> int:

@@ -99,3 +99,126 @@ class UnreadableImageError(CvlabError, ValueError):
 
 class PixelScaleError(CvlabError, ValueError):
     """Pixels whose scale (0-1 or 0-255) was not stated: cvlab never guesses it from the values."""
+
+
+# --- repeats (issue 18): the exception classes of every module, in one place; each module
+# imports its own back from here, so `from cvlab.runs.load import NoPreprocessingError` still works.
+
+
+class DiskFullError(CvlabError, OSError):
+    """No space left (or quota exceeded) while writing a file; nothing was half-written."""
+
+
+class OptionSyntaxError(CvlabError, ValueError):
+    """A malformed `--option KEY=VALUE` of `python -m cvlab.data` (names the option and the fix)."""
+
+
+class IncompleteHDF5Error(CvlabError, ValueError):
+    """An HDF5 file whose build did not finish (a `.partial`, or too few rows written)."""
+
+
+class RunFilterError(CvlabError):
+    """A `--only KEY=VALUE` filter that names no parameter or is malformed."""
+
+
+class KernelStartError(CvlabError, RuntimeError):
+    """A spare kernel died or hung while it started or imported its modules."""
+
+
+class GridLockedError(CvlabError):
+    """Another driver is running the same grid into the same output folder."""
+
+
+class OutputFolderError(CvlabError):
+    """The output folder (`--out`) cannot receive the grid's results."""
+
+
+class DaskUnavailableError(CvlabError, RuntimeError):
+    """--scheduler was given but Dask distributed is not installed, or not reachable."""
+
+
+class WeightsNotAvailableError(CvlabError, FileNotFoundError):
+    """Weights asked for that are not on this machine (and cannot be downloaded): says where to put them."""
+
+
+class ClassNamesNotAvailableError(CvlabError, ImportError):
+    """The package that ships the ImageNet class names is not installed."""
+
+
+class CheckpointFormatError(CvlabError, ValueError):
+    """A file that is not a legacy PyTorch checkpoint of plain tensors (names the file and why)."""
+
+
+class LeaderboardNotFoundError(CvlabError, FileNotFoundError):
+    """No leaderboard store where one was asked for."""
+
+
+class PageAssetError(CvlabError, RuntimeError):
+    """A bundled asset of the page is missing or cannot be inlined (a packaging problem)."""
+
+
+class ReportError(CvlabError):
+    """The report cannot be written (unknown grid, output folder inside the workspace, ...)."""
+
+
+class RunNotUsableError(CvlabError):
+    """A run that cannot classify new images: says what it lacks and what records it."""
+
+
+class NoPreprocessingError(RunNotUsableError, ValueError):
+    """The run saved a model but not the preprocessing its inputs went through."""
+
+
+class NoSavedModelError(RunNotUsableError, FileNotFoundError):
+    """The run exists but saved no `model.keras`."""
+
+
+class AmbiguousRunError(CvlabError, ValueError):
+    """A run id found in several grids: the grid must be named too."""
+
+
+class RunModelNotFoundError(CvlabError, FileNotFoundError):
+    """No saved model for the run named."""
+
+
+class ResumeError(CvlabError, FileNotFoundError):
+    """The run to resume from has no saved model: says where it looked."""
+
+
+class EnsembleError(CvlabError, ValueError):
+    """Members that cannot form an ensemble: says which, why, and what to change."""
+
+
+class EnsembleWarning(UserWarning):
+    """Runs left out of an ensemble (e.g. scored on another test set)."""
+
+
+class NotProbabilitiesError(EnsembleError):
+    """A member whose outputs are not class probabilities (e.g. logits: no softmax)."""
+
+
+class TestSetMismatchError(EnsembleError):
+    """Members that were not all scored on the ensemble's test set (or did not record theirs)."""
+
+    __test__ = False  # a class named Test* is not a pytest test
+
+
+class ScheduleError(CvlabError, ValueError):
+    """A schedule that cannot be used: names the field, what is wrong and the choices."""
+
+
+class WarmStartError(CvlabError, ValueError):
+    """The earlier run's model shares no layer (name and weight shapes) with this one, or the
+    reference does not name a saved model."""
+
+
+class ProgressiveError(CvlabError, ValueError):
+    """Sizes, shares or models that do not make a progressive-resizing plan: says what would."""
+
+
+class SurgeryError(CvlabError, ValueError):
+    """A head, block or freezing request that does not fit the model: says what would."""
+
+
+class BookTableError(CvlabError, ValueError):
+    """A row of `beside_the_book` whose number of cells does not fit the table's columns."""

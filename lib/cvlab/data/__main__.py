@@ -38,14 +38,12 @@ from cvlab.errors import (
     DatasetLayoutError,
     DatasetNameError,
     DatasetNotFoundError,
+    OptionSyntaxError,
     UnknownNameError,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class _BadInput(Exception):
-    pass
+_BadInput = OptionSyntaxError  # a malformed --option (the commands raise it by this name)
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:

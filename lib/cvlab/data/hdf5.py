@@ -29,7 +29,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cvlab.errors import CvlabError, DatasetNotFoundError
+from cvlab.errors import DatasetNotFoundError, IncompleteHDF5Error
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ PARTIAL_SUFFIX = ".partial"
 FORMAT = "cvlab-hdf5/1"
 # Chunks of about this many bytes (at most 64 rows): the default HDF5 chunk cache is 1 MiB.
 _CHUNK_BYTES = 1 << 20
-
-
-class IncompleteHDF5Error(CvlabError, ValueError):
-    """An HDF5 file whose build did not finish (a `.partial`, or too few rows written)."""
 
 
 def partial_path(path: str | Path) -> Path:

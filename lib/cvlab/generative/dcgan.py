@@ -31,6 +31,7 @@ import numpy as np
 from keras import layers, ops
 
 from cvlab.errors import DatasetFetchError
+from cvlab.train.schedules import keras2_decay
 
 NoiseKind = Literal["uniform", "normal"]
 SOURCES = ("mnist5k", "keras-mnist")
@@ -191,12 +192,7 @@ def book_adam(
 ) -> keras.optimizers.Optimizer:
     """The book's `Adam(lr=0.0002, beta_1=0.5, decay=0.0002 / NUM_EPOCHS)`: Keras 2's `decay`
     was inverse-time decay per update, lr / (1 + decay · iterations), which is what this builds."""
-    lr: Any = learning_rate
-    if decay:
-        lr = keras.optimizers.schedules.InverseTimeDecay(
-            learning_rate, decay_steps=1, decay_rate=decay
-        )
-    return keras.optimizers.Adam(learning_rate=lr, beta_1=beta_1)
+    return keras.optimizers.Adam(learning_rate=keras2_decay(learning_rate, decay), beta_1=beta_1)
 
 
 # --- the alternating train step ---------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import nbformat
 
-from cvlab.errors import CvlabError
+from cvlab.errors import RunFilterError
 from cvlab.grid.spec import SEED_PARAM, ValidatedGrid, parse_yaml
 
 
@@ -163,10 +163,6 @@ def _varied_keys(all_params: list[dict[str, Any]], order: list[str]) -> list[str
         for k in keys
         if len({json.dumps(p.get(k, marker), sort_keys=True, default=str) for p in all_params}) > 1
     ]
-
-
-class RunFilterError(CvlabError):
-    """A `--only KEY=VALUE` filter that names no parameter or is malformed."""
 
 
 def filter_plans(plans: list[RunPlan], only: list[str]) -> list[RunPlan]:

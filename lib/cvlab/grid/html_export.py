@@ -15,17 +15,71 @@ _RUN_HTML_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 """
+# nbconvert's sanitizer (`sanitize_html=True`) runs the HTML of markdown cells and of outputs
+# (text/html, text/markdown) through its `clean_html` filter; PNG/JPEG figures are written by the
+# template itself and stay as they are. Its own filter keeps too few tags (no headings,
+# paragraphs, <th> or images: a report's tables would show as tag soup), so this one keeps what
+# notebooks render, and drops script, event handlers, iframes, forms and javascript: links.
+_TAGS = frozenset([
+    "a", "abbr", "acronym", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd",
+    "del", "details", "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4",
+    "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "ol", "p", "pre", "q", "s", "samp", "small",
+    "span", "strike", "strong", "style", "sub", "summary", "sup", "table", "tbody", "td", "tfoot",
+    "th", "thead", "tr", "tt", "u", "ul", "var",
+])  # fmt: skip
+_ATTRIBUTES = {
+    "*": ["class", "id", "title", "align", "style"],
+    "ol": ["start"],
+    "table": ["border"],
+    "td": ["colspan", "rowspan", "valign"],
+    "th": ["colspan", "rowspan", "valign"],
+}
+# data: URIs are kept for images only (figures embedded in markdown), never for links.
+_DATA_IMAGE = ("data:image/png;", "data:image/jpeg;", "data:image/gif;", "data:image/webp;")
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    if name in _ATTRIBUTES["*"]:
+        return True
+    if tag == "img":
+        if name == "src":
+            return not value.strip().lower().startswith("data:") or value.startswith(_DATA_IMAGE)
+        return name in ("alt", "width", "height")
+    if tag == "a":
+        return name in ("href", "title", "rel") and not value.strip().lower().startswith("data:")
+    return name in _ATTRIBUTES.get(tag, ())
+
+
+def clean_html(html: str | bytes) -> str:
+    """HTML from a notebook with every script, handler and unsafe URL removed (bleach, as
+    nbconvert's own filter), keeping headings, tables, images and styles."""
+    import bleach  # lazy: bleach, with nbconvert
+    from bleach.css_sanitizer import CSSSanitizer  # lazy: bleach
+
+    text = html.decode() if isinstance(html, bytes) else str(html)
+    return bleach.clean(
+        text,
+        tags=_TAGS,
+        attributes=_allowed_attribute,
+        protocols={"http", "https", "mailto", "data"},
+        css_sanitizer=CSSSanitizer(),
+    )
+
+
 # Statuses of runs that nobody is executing any more: their notebook is final.
 _ENDED = {"ok", "failed", "timeout", "diverged", "interrupted"}
 
 
 def export_run_html(notebook: Path, html: Path) -> None:
-    """Write `notebook` as one HTML page with its figures embedded as data URIs."""
+    """Write `notebook` as one HTML page with its figures embedded as data URIs, sanitized: no
+    script from a parameter value (a grid file is shared between people) reaches the page."""
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(
         embed_images=True,
+        sanitize_html=True,
+        filters={"clean_html": clean_html},
         extra_loaders=[DictLoader({"cvlab_run.html.j2": _RUN_HTML_TEMPLATE})],
         template_file="cvlab_run.html.j2",
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jupyter_core.utils import run_sync
 
+from cvlab.errors import KernelStartError
 from cvlab.grid.kernels import (
     ipc_kernel_manager_class,
     kernel_arguments,
@@ -28,10 +29,6 @@ START_TIMEOUT_S = 60.0  # as papermill's default start_timeout for a cold kernel
 # run starts cold (where its own timeout applies).
 PREWARM_TIMEOUT_S = 600.0
 _POLL_S = 0.5
-
-
-class KernelStartError(RuntimeError):
-    """A spare kernel died or hung while it started or imported its modules."""
 
 
 @dataclass(frozen=True)

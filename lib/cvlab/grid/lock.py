@@ -17,13 +17,9 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from cvlab.atomic_io import write_json_atomic
-from cvlab.errors import CvlabError
+from cvlab.errors import GridLockedError
 from cvlab.runs.record import utc_now
 from cvlab.workspace import Workspace
-
-
-class GridLockedError(CvlabError):
-    """Another driver is running the same grid into the same output folder."""
 
 
 def lock_path(ws: Workspace, grid: str) -> Path:

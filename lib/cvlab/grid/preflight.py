@@ -7,15 +7,11 @@ import os
 import shutil
 import tempfile
 
-from cvlab.errors import CvlabError
+from cvlab.errors import OutputFolderError
 from cvlab.workspace import Workspace
 
 # Below this, not even a run's notebook and record are sure to fit: refuse to start.
 MIN_FREE_BYTES = 64 * 1024 * 1024
-
-
-class OutputFolderError(CvlabError):
-    """The output folder (`--out`) cannot receive the grid's results."""
 
 
 def check_output_folder(ws: Workspace, min_free_bytes: int = MIN_FREE_BYTES) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.atomic_io import DiskFullError
+from cvlab.errors import DaskUnavailableError
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan
 from cvlab.grid.kernel_pool import KernelLease, KernelPool, KernelSpec
@@ -197,10 +198,6 @@ class ProcessExecutor(RunExecutor):
 
 
 # ---------------------------------------------------------------- Dask
-
-
-class DaskUnavailableError(RuntimeError):
-    """--scheduler was given but Dask distributed is not installed, or not reachable."""
 
 
 # How long to wait for a Dask scheduler to answer before giving up (exit status 2).

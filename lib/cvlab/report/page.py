@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from cvlab.atomic_io import write_text_atomic
+from cvlab.errors import PageAssetError
 from cvlab.report.page_data import build_page_data, href, metric_text, to_script_json
 from cvlab.runs.record import RunRecord
 from cvlab.workspace import Workspace
@@ -40,10 +41,6 @@ TAIL_COLUMNS = [
     ("files", "files"),
     ("id", "run id"),
 ]
-
-
-class PageAssetError(RuntimeError):
-    """A bundled asset of the page is missing or cannot be inlined (a packaging problem)."""
 
 
 @cache

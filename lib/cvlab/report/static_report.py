@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cvlab.atomic_io import write_atomic, write_text_atomic
-from cvlab.errors import CvlabError
+from cvlab.errors import ReportError
 from cvlab.report.page import write_leaderboard_page
 from cvlab.report.store import LeaderboardStore, only_grids
 from cvlab.runs.record import CURVES_FILE, HISTORY_FILE, HTML_FILE, RunRecord
@@ -30,10 +30,6 @@ REDIRECT = (
     "<title>cvlab report</title></head><body><p><a href='experiments/index.html'>"
     "Open the leaderboard</a></p></body></html>"
 )
-
-
-class ReportError(CvlabError):
-    """The report cannot be written (unknown grid, output folder inside the workspace, ...)."""
 
 
 def _copy(src: Path, dst: Path) -> None:

@@ -18,7 +18,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cvlab.errors import CvlabError, UnreadableImageError
+from cvlab.errors import (
+    NoPreprocessingError,
+    NoSavedModelError,
+    RunNotUsableError,
+    UnreadableImageError,
+)
 from cvlab.image_prep import Preprocessing, decode, resize
 from cvlab.image_prep import prepare as prepare_images
 from cvlab.runs.lookup import MODEL_FILE, RunModelNotFoundError, find_run_model
@@ -42,18 +47,6 @@ RECORDED_BY = (
     "them); a notebook that trains its own way calls run.log_preprocessing(...), e.g. "
     "run.log_preprocessing(cvlab.data.preprocessing_of(data)) as 00_quickstart does"
 )
-
-
-class RunNotUsableError(CvlabError):
-    """A run that cannot classify new images: says what it lacks and what records it."""
-
-
-class NoSavedModelError(RunNotUsableError, FileNotFoundError):
-    """The run exists but saved no `model.keras`."""
-
-
-class NoPreprocessingError(RunNotUsableError, ValueError):
-    """The run saved a model but not the preprocessing its inputs went through."""
 
 
 class Prediction(NamedTuple):

@@ -5,17 +5,9 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from cvlab.errors import CvlabError
+from cvlab.errors import AmbiguousRunError, RunModelNotFoundError
 
 MODEL_FILE = "model.keras"
-
-
-class RunModelNotFoundError(CvlabError, FileNotFoundError):
-    """No saved model for the run named."""
-
-
-class AmbiguousRunError(CvlabError, ValueError):
-    """A run id found in several grids: the grid must be named too."""
 
 
 def find_run_model(run: str, root: str | Path | None = None) -> Path:

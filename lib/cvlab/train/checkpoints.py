@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from cvlab.errors import CvlabError
+from cvlab.errors import ResumeError
 from cvlab.runs.lookup import AmbiguousRunError, RunModelNotFoundError, find_run_model
 from cvlab.runs.record import BACKUP_DIR
 
@@ -45,10 +45,6 @@ __all__ = [
 ]
 
 _METADATA = "training_metadata.json"
-
-
-class ResumeError(CvlabError, FileNotFoundError):
-    """The run to resume from has no saved model: says where it looked."""
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):

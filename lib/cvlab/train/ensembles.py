@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvlab.errors import CvlabError
+from cvlab.errors import EnsembleError, EnsembleWarning, NotProbabilitiesError, TestSetMismatchError
+from cvlab.runs.book import escape_markdown
+from cvlab.train.schedules import time_decay_schedule  # re-exported: notebook 05 imports it here
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -56,24 +58,6 @@ __all__ = [
 TEST_SET_PARAM = "test_set"  # the run parameter holding the test split's fingerprint
 MEMBERS_DIR = "members"  # member runs trained by `train_members`, inside the ensemble's run
 _SUM_TOLERANCE = 1e-3  # how far a row of probabilities may sum from 1 (float32 softmax)
-
-
-class EnsembleError(CvlabError, ValueError):
-    """Members that cannot form an ensemble: says which, why, and what to change."""
-
-
-class TestSetMismatchError(EnsembleError):
-    """Members that were not all scored on the ensemble's test set (or did not record theirs)."""
-
-    __test__ = False  # a class named Test* is not a pytest test
-
-
-class EnsembleWarning(UserWarning):
-    """Runs left out of an ensemble (e.g. scored on another test set)."""
-
-
-class NotProbabilitiesError(EnsembleError):
-    """A member whose outputs are not class probabilities (e.g. logits: no softmax)."""
 
 
 # ---------------------------------------------------------------- the test set's identity
@@ -333,7 +317,7 @@ class EnsembleResult:
             cells = f"| {label} | {scores['rank1']:.2%} |"
             return cells + (f" {scores['rank5']:.2%} |" if rank5 else "")
 
-        rows += [row(name, scores) for name, scores in self.members.items()]
+        rows += [row(escape_markdown(name), scores) for name, scores in self.members.items()]
         mean = {
             k: float(np.mean([m[k] for m in self.members.values()])) for k in self.ensemble_keys
         }
@@ -476,25 +460,6 @@ def train_members(
             print(f"member {i}: reusing the finished run in {folder}")
         members.append(member_from_run(folder, name=f"member {i}"))
     return members
-
-
-def time_decay_schedule(
-    learning_rate: float, decay: float, steps_per_epoch: int, epochs: int
-) -> dict[str, Any]:
-    """Keras 2's `SGD(lr, decay=d)` (rate lr / (1 + d·iteration)) as an epoch schedule for
-    `TrainingConfig.schedule`: each epoch runs at the mean of the rates Keras 2 used over that
-    epoch's iterations (the book's ensembles use lr 0.01, decay 0.01 / 40)."""
-    if learning_rate <= 0 or decay < 0 or steps_per_epoch < 1 or epochs < 1:
-        raise ValueError(
-            f"time_decay_schedule: learning_rate > 0, decay >= 0, steps_per_epoch >= 1 and "
-            f"epochs >= 1, got {learning_rate}, {decay}, {steps_per_epoch}, {epochs}"
-        )
-    steps = np.arange(steps_per_epoch, dtype=np.float64)
-    values = [
-        float(np.mean(learning_rate / (1.0 + decay * (e * steps_per_epoch + steps))))
-        for e in range(epochs)
-    ]
-    return {"name": "piecewise", "boundaries": list(range(1, epochs)), "values": values}
 
 
 def limit_dataset(

@@ -31,23 +31,23 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from cvlab.errors import CvlabError
+from cvlab.errors import ScheduleError
 
 __all__ = [
     "SCHEDULES",
     "ScheduleError",
     "ScheduleSpec",
+    "keras2_decay",
+    "keras2_decay_rate",
     "learning_rate_at",
     "parse_schedule",
     "plan_table",
     "schedule_callback",
+    "time_decay_schedule",
 ]
-
-
-class ScheduleError(CvlabError, ValueError):
-    """A schedule that cannot be used: names the field, what is wrong and the choices."""
 
 
 class _Schedule(BaseModel):
@@ -287,3 +287,51 @@ def schedule_callback(
         return float(spec.rate(base, total, int(epoch)))
 
     return keras.callbacks.LearningRateScheduler(rate, verbose=verbose)
+
+
+# --- Keras 2's optimizer `decay=` ---------------------------------------------------------------
+# Keras 2 optimizers took `decay=d` and updated at lr / (1 + d · iterations); Keras 3 dropped the
+# argument. The book's recipes use it (ensembles: SGD 0.01, decay 0.01 / 40; DCGAN: Adam 2e-4,
+# decay 2e-4 / epochs): both go through these two functions.
+
+
+def keras2_decay_rate(learning_rate: float, decay: float, iterations: Any) -> Any:
+    """Keras 2's rate after `iterations` updates (a number or a NumPy array, counted from 0):
+    lr / (1 + decay · iterations), in float64 (what `keras2_decay` computes in float32)."""
+    return learning_rate / (1.0 + decay * iterations)
+
+
+def keras2_decay(learning_rate: float, decay: float):
+    """Keras 2's `decay=` as a Keras 3 learning rate: Keras' own `InverseTimeDecay` with one
+    update per decay step (lr / (1 + decay · iterations), as `keras2_decay_rate`); the plain
+    `learning_rate` when `decay` is 0. It saves and loads with the optimizer like any Keras one."""
+    if learning_rate <= 0 or decay < 0:
+        raise ScheduleError(
+            f"keras2_decay: learning_rate > 0 and decay >= 0, got {learning_rate}, {decay}"
+        )
+    if not decay:
+        return float(learning_rate)
+    import keras  # lazy: keras
+
+    return keras.optimizers.schedules.InverseTimeDecay(
+        learning_rate, decay_steps=1, decay_rate=decay, staircase=False
+    )
+
+
+def time_decay_schedule(
+    learning_rate: float, decay: float, steps_per_epoch: int, epochs: int
+) -> dict[str, Any]:
+    """Keras 2's `SGD(lr, decay=d)` as an epoch schedule for `TrainingConfig.schedule`: each
+    epoch runs at the mean of the `keras2_decay_rate`s Keras 2 used over that epoch's iterations
+    (the book's ensembles use lr 0.01, decay 0.01 / 40)."""
+    if learning_rate <= 0 or decay < 0 or steps_per_epoch < 1 or epochs < 1:
+        raise ScheduleError(
+            f"time_decay_schedule: learning_rate > 0, decay >= 0, steps_per_epoch >= 1 and "
+            f"epochs >= 1, got {learning_rate}, {decay}, {steps_per_epoch}, {epochs}"
+        )
+    steps = np.arange(steps_per_epoch, dtype=np.float64)
+    values = [
+        float(np.mean(keras2_decay_rate(learning_rate, decay, e * steps_per_epoch + steps)))
+        for e in range(epochs)
+    ]
+    return {"name": "piecewise", "boundaries": list(range(1, epochs)), "values": values}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cvlab.errors import CvlabError
+from cvlab.errors import WarmStartError
 
 if TYPE_CHECKING:
     import keras
@@ -31,11 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["WarmStartError", "WarmStartReport", "copy_matching_weights", "init_from"]
 
 _SHOWN = 8  # skipped layers named in the printed summary (all go to the run's note)
-
-
-class WarmStartError(CvlabError, ValueError):
-    """The earlier run's model shares no layer (name and weight shapes) with this one, or the
-    reference does not name a saved model."""
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvlab.errors import ProgressiveError
 from cvlab.transfer.surgery import Stage, pipelines, train_stage
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
     from cvlab.runs.run import Run
 
 STEM_PREFIX = "grow"
-
-
-class ProgressiveError(ValueError):
-    """Sizes, shares or models that do not make a progressive-resizing plan: says what would."""
 
 
 def downsample(images: np.ndarray, factor: int) -> np.ndarray:

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvlab.errors import SurgeryError
+
 if TYPE_CHECKING:
     import keras
 
@@ -47,10 +49,6 @@ POOLINGS = ("flatten", "avg", "max")
 # Keras's block prefixes: VGG `block5_conv1`, EfficientNet `block6a_expand_conv`, `stem_conv`,
 # `top_conv`, ResNet50 `conv5_block3_out`. The block is the captured group.
 BLOCK_PATTERN = r"^(stem|top|block\d+|conv\d+)(?:[a-z])?_"
-
-
-class SurgeryError(ValueError):
-    """A head, block or freezing request that does not fit the model: says what would."""
 
 
 # ------------------------------------------------------------------------------ the new head
