@@ -22,6 +22,7 @@ import difflib
 import fnmatch
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -51,15 +52,23 @@ class Entry:
     whatever else the registry's kind records (a data set's indexer and catalog entry)."""
 
     name: str
-    builder: Callable[..., Any]
+    defined: Callable[..., Any]  # the function as registered
     description: str = ""
     options: tuple[Option, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def builder(self) -> Callable[..., Any]:
+        """The function its module holds under that name now (a test's monkeypatch or a
+        reload included, as the old `module:function` tables resolved it), else the one
+        registered."""
+        module = sys.modules.get(self.defined.__module__)
+        return getattr(module, self.defined.__name__, self.defined)
+
+    @property
     def target(self) -> str:
         """`module:function` of the builder (where to read its code)."""
-        return f"{self.builder.__module__}:{self.builder.__name__}"
+        return f"{self.defined.__module__}:{self.defined.__name__}"
 
     def option_names(self) -> list[str]:
         return [o.name for o in self.options]
@@ -107,7 +116,7 @@ class Registry:
 
         def add(func: Callable[..., Any]) -> Callable[..., Any]:
             key = name or func.__name__
-            if key in self._entries and self._entries[key].builder is not func:
+            if key in self._entries and self._entries[key].defined is not func:
                 raise ValueError(
                     f"{self.kind} {key!r} is registered twice: by "
                     f"{self._entries[key].target} and by {func.__module__}:{func.__name__}"
