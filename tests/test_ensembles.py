@@ -10,6 +10,7 @@ import cvlab
 from cvlab.data.dataset import Dataset
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs import RunRecord
+from cvlab.report.ensemble_members import top_runs
 from cvlab.train import ensembles as ens
 from cvlab.train.evaluation import rank_accuracy
 from cvlab.train.schedules import learning_rate_at
@@ -179,10 +180,10 @@ def test_top_runs_takes_the_best_runs_on_the_same_test_set(tmp_path):
     failed = records[0].model_copy(update={"run_id": "r4", "status": "failed"})
     store.upsert([*records, failed])
 
-    top = ens.top_runs("g", 2, tmp_path)  # no test set given: by rank alone
+    top = top_runs("g", 2, tmp_path)  # no test set given: by rank alone
     assert [m.name for m in top] == ["smoke", "r2"]
     with pytest.warns(ens.EnsembleWarning, match="smoke"):
-        top = ens.top_runs("g", 2, tmp_path, test_set="f00d")
+        top = top_runs("g", 2, tmp_path, test_set="f00d")
     assert [(m.name, m.rank_value) for m in top] == [("r2", 0.80), ("r3", 0.70)]
     assert top[0].model_path == ws.run_dir("g", "r2") / "model.keras"
     assert top[0].rgb_means == {"R": 0.5, "G": 0.4, "B": 0.3} and top[0].test_set == "f00d"
@@ -191,9 +192,9 @@ def test_top_runs_takes_the_best_runs_on_the_same_test_set(tmp_path):
         pytest.raises(ens.EnsembleError, match="fewer than top_k=4"),
         pytest.warns(ens.EnsembleWarning),
     ):
-        ens.top_runs("g", 4, tmp_path, test_set="f00d")
+        top_runs("g", 4, tmp_path, test_set="f00d")
     with pytest.raises(ens.EnsembleError, match="not on the leaderboard"):
-        ens.top_runs("nope", 1, tmp_path)
+        top_runs("nope", 1, tmp_path)
     named = ens.members_from_runs(["run:r3", "run:g/smoke"], tmp_path)
     with pytest.raises(ens.TestSetMismatchError, match="smoke"):
         ens.check_test_set(named, "f00d")
@@ -201,7 +202,7 @@ def test_top_runs_takes_the_best_runs_on_the_same_test_set(tmp_path):
 
 def test_top_runs_without_a_store_says_how_to_make_one(tmp_path):
     with pytest.raises(ens.EnsembleError, match="run_grid.py grids/optimizers.yaml"):
-        ens.top_runs("optimizers", 3, tmp_path)
+        top_runs("optimizers", 3, tmp_path)
     assert not (tmp_path / "logs").exists()  # looking did not create an empty store
 
 

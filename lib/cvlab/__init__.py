@@ -80,7 +80,7 @@ def run_notebook(
     `out_dir` (default: the current directory) exactly as for a grid run, in a grid named
     after the notebook; `rank_by` names the metric that ranks it on the leaderboard.
     """
-    from cvlab.grid.single import run_single_notebook
+    from cvlab.grid.single import run_single_notebook  # lazy: pandas
 
     return run_single_notebook(
         notebook,
@@ -104,7 +104,7 @@ def leaderboard(
     per run, or with `group_by_seed=True` one row per combination with each metric's mean and
     standard deviation over seeds; runs of older notebook code rank only with `include_stale`.
     See `cvlab.report.leaderboard.leaderboard`."""
-    from cvlab.report.leaderboard import leaderboard as _leaderboard
+    from cvlab.report.leaderboard import leaderboard as _leaderboard  # lazy: scipy
 
     return _leaderboard(grid, group_by_seed=group_by_seed, include_stale=include_stale, out=out)
 

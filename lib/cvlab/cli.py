@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+from cvlab.errors import CvlabError
+
 USAGE = """\
 usage: cvlab COMMAND ...
 
@@ -55,8 +57,7 @@ def predict_main(argv: list[str]) -> int:
         print("cvlab predict: --top must be at least 1", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    from cvlab.errors import CvlabError
-    from cvlab.runs.load import UnreadableImageError, image_files, load
+    from cvlab.runs.load import UnreadableImageError, image_files, load  # lazy: pandas
 
     files = image_files(args.paths)
     missing = [str(p) for p in files if not p.is_file()]
@@ -130,7 +131,7 @@ def _report_parser() -> argparse.ArgumentParser:
 
 
 def report_main(argv: list[str]) -> int:
-    from cvlab.report.static_report import ReportError, write_report
+    from cvlab.report.static_report import ReportError, write_report  # lazy: scipy
 
     args = _report_parser().parse_args(argv)
     try:
@@ -151,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "models":
         return models_main(rest)
     if command == "data":
-        from cvlab.data.__main__ import main as data_main
+        from cvlab.data.__main__ import main as data_main  # lazy: pandas
 
         return data_main(rest)
     if command == "grid":
-        from cvlab.grid.cli import main as grid_main
+        from cvlab.grid.cli import main as grid_main  # lazy: pandas
 
         return grid_main(rest)
     if command == "predict":

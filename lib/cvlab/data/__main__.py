@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cvlab.config_yaml import parse_yaml
 from cvlab.data import list_datasets
 from cvlab.data.build import build_hdf5
 from cvlab.data.cache import data_root
@@ -48,7 +49,6 @@ _BadInput = OptionSyntaxError  # a malformed --option (the commands raise it by 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """`["directory=/x", "limit=200"]` -> `{"directory": "/x", "limit": 200}` (values as YAML)."""
-    from cvlab.config_yaml import parse_yaml
 
     options: dict[str, Any] = {}
     for item in items:

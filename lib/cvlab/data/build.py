@@ -39,9 +39,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+import cvlab.data as data
 from cvlab.atomic_io import write_json_atomic
+from cvlab.data.cache import data_root
 from cvlab.data.dataset import SPLITS
 from cvlab.data.hdf5 import HDF5DatasetWriter, partial_path
+from cvlab.data.images import decode_images
 from cvlab.errors import DatasetLayoutError, UnknownNameError
 from cvlab.image_prep import resize, to_uint8
 
@@ -92,8 +95,6 @@ def _order(count: int, seed: int | None, split: str) -> np.ndarray:
 
 
 def _index_source(idx, split: str, hw: tuple[int, int], aspect: bool, seed: int | None):
-    from cvlab.data.images import decode_images
-
     paths, labels = idx.splits.get(split, ([], np.empty(0, dtype=np.int64)))
     labels = np.asarray(labels, dtype=np.int64)
     if len(paths) != len(labels):
@@ -155,7 +156,6 @@ def _stats_of(path: Path) -> tuple[np.ndarray, int, int, int]:
 
 def _parameters(table: dict[str, str], name: str) -> set[str] | None:
     """The keyword names a registered loader or indexer takes; None when unknown."""
-    import cvlab.data as data
 
     try:
         return set(inspect.signature(data._resolve(table, "data set", name)).parameters)
@@ -183,8 +183,6 @@ def build_hdf5(
     None keeps an in-memory data set's own size. `aspect=True` resizes the short side and
     centre-crops instead of stretching. Returns the paths by key: train, val, test, mean.
     """
-    import cvlab.data as data
-    from cvlab.data.cache import data_root
 
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be at least 1")

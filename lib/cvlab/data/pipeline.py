@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.data.augment import AugmentationConfig, build_augmentation
+from cvlab.data.hdf5 import HDF5DatasetReader
 from cvlab.image_prep import CHANNELS, load_means, resize_tensor
 
 # HDF5 files up to this size are read into memory once (one sequential read); larger ones are
@@ -20,7 +21,6 @@ BLOCK_ROWS = 2048
 
 def _read_hdf5(path: Path, data_key: str | None) -> tuple[Any, Any, int, tuple[int, ...], np.dtype]:
     """The whole file's rows when they fit in memory, else (None, key, ...) to stream blocks."""
-    from cvlab.data.hdf5 import HDF5DatasetReader
 
     with HDF5DatasetReader(path, data_key=data_key) as reader:  # refuses unfinished builds
         data = reader.data

@@ -25,6 +25,7 @@ from cvlab.detection.nms import BOOK_OVERLAP, non_maxima_suppression
 from cvlab.detection.pyramid import _pair, image_pyramid
 from cvlab.detection.sliding_window import window_positions
 from cvlab.image_prep import as_rgb_uint8, decode, resize
+from cvlab.models.imagenet import CLASSES, imagenet_class_names, imagenet_wnids
 
 # The book's constants (ch. 13.3, simple_detection.py) and its command line (ch. 13.4).
 BOOK_INPUT_SIZE = (350, 350)  # INPUT_SIZE: the image is resized to this, ignoring its aspect
@@ -106,7 +107,6 @@ def _class_table(model, class_names: Sequence[str] | None) -> tuple[list[str], l
         if len(names) != classes:
             raise ValueError(f"{len(names)} class names for a model with {classes} outputs")
         return names, names
-    from cvlab.models.imagenet import CLASSES, imagenet_class_names, imagenet_wnids
 
     if classes != CLASSES:
         raise ValueError(

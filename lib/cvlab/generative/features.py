@@ -20,9 +20,13 @@ from typing import Any
 
 import numpy as np
 
+import cvlab.models
+from cvlab.figures import new_figure
 from cvlab.image_prep import PixelScale, decode, to_rgb, to_scale
 from cvlab.image_prep import resize as prep_resize
 from cvlab.image_prep import to_uint8 as prep_uint8
+from cvlab.models.applications import WeightsNotAvailableError, _cached, imagenet_file
+from cvlab.models.efficientnet_lite import build_efficientnet_lite0
 
 OFFLINE = "efficientnet_lite0"
 VGG_MEANS_BGR = (
@@ -113,11 +117,8 @@ def from_model(model, layers: Sequence[str], *, name: str = "", preprocess=None)
 def feature_net(backbone: str, layers: Sequence[str], *, weights: str = "imagenet") -> FeatureNet:
     """`backbone` ("efficientnet_lite0" or "vgg19") with its ImageNet weights, any input size,
     cut at `layers`. Raises `WeightsNotAvailableError` where the weights are not on this machine."""
-    import cvlab.models
 
     if backbone == OFFLINE:
-        from cvlab.models.efficientnet_lite import build_efficientnet_lite0
-
         loaded = cvlab.models.build(OFFLINE, weights=weights, include_top=False)
         # the same architecture with a free spatial size; same builder, so the same weight order
         model = build_efficientnet_lite0((None, None, 3), include_top=False)
@@ -132,7 +133,6 @@ def feature_net(backbone: str, layers: Sequence[str], *, weights: str = "imagene
 def resolve(backbone: str, layers: Sequence[str], fallback_layers: Sequence[str]) -> FeatureNet:
     """`feature_net(backbone, layers)`, or, where its weights are missing, the offline
     `efficientnet_lite0` on `fallback_layers`, with a `note` that says so."""
-    from cvlab.models.applications import WeightsNotAvailableError
 
     try:
         return feature_net(backbone, layers)
@@ -152,7 +152,6 @@ def available(backbone: str) -> bool:
     """Whether `backbone`'s ImageNet weights are on this machine (no download is tried)."""
     if backbone == OFFLINE:
         return True
-    from cvlab.models.applications import _cached, imagenet_file
 
     return _cached(imagenet_file(backbone, (224, 224, 3), False)) is not None
 
@@ -214,7 +213,6 @@ def to_uint8(image) -> np.ndarray:
 
 def panels(items: Sequence[tuple[str, np.ndarray]], *, height: float = 3.6):
     """A row of titled images (a matplotlib Figure, no pyplot): inputs beside the result."""
-    from cvlab.figures import new_figure
 
     widths = [img.shape[1] / img.shape[0] for _, img in items]
     fig, axes = new_figure(1, len(items), figsize=(height * sum(widths) + 0.3, height + 0.5))

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+import cvlab.data
+from cvlab.data.images import read_image
 from cvlab.image_prep import as_rgb_uint8
 from cvlab.image_prep import resize as prep_resize
 
@@ -460,8 +462,6 @@ def load_photos(
         if set(train) & set(test):
             raise ValueError(f"{sorted(set(train) & set(test))} both train and test photos")
         return train, test
-    import cvlab.data
-    from cvlab.data.images import read_image
 
     index = cvlab.data.index(dataset, seed=seed)
     rng = np.random.default_rng(seed)

@@ -247,7 +247,7 @@ def _execute_run(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from cvlab.grid.engine import ENGINE
+    from cvlab.grid.engine import ENGINE  # lazy: papermill
 
     workspace = Workspace.at(workspace_root)
     run_dir = workspace.run_dir(plan.grid, plan.run_id)

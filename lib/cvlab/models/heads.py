@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from cvlab.models.applications import backbone, freeze_layers
 from cvlab.models.options import l2 as _l2
 from cvlab.models.options import register_model
 from cvlab.registry import lazy_module
@@ -75,8 +76,6 @@ def fchead(
         )
 
     if isinstance(base, str):
-        from cvlab.models.applications import backbone
-
         base = backbone(base, input_shape, weights=weights, include_top=False, freeze=freeze)
     elif base is None or _is_shape(base):
         if base is not None and input_shape is not None and tuple(base) != tuple(input_shape):
@@ -93,8 +92,6 @@ def fchead(
                 f"base takes inputs of shape {tuple(base.input_shape[1:])}, not {tuple(input_shape)}"
             )
         if freeze:
-            from cvlab.models.applications import freeze_layers
-
             freeze_layers(base)
     else:
         raise ValueError(

@@ -22,6 +22,7 @@ from PIL import Image
 
 from cvlab.errors import ClassNamesNotAvailableError
 from cvlab.image_prep import as_rgb_uint8, centre_crop, decode, resize
+from cvlab.rank_accuracy import rank_accuracy
 
 CLASSES = 1000
 EVAL_SIZE = 224
@@ -153,8 +154,6 @@ def center_crops(
 
 def top_k_accuracy(preds: Any, labels: Any, k: int = 1) -> float:
     """The fraction of rows whose label is among the `k` highest scores (top-1, top-5)."""
-    from cvlab.train.evaluation import rank_accuracy
-
     return rank_accuracy(preds, labels, k)[f"rank{k}"]
 
 

@@ -28,6 +28,8 @@ from cvlab.image_prep import Preprocessing, decode, resize
 from cvlab.image_prep import prepare as prepare_images
 from cvlab.runs.lookup import MODEL_FILE, RunModelNotFoundError, find_run_model
 from cvlab.runs.record import RECORD_FILE, RunRecord
+from cvlab.runs.run import project_root
+from cvlab.workspace import Workspace
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -56,8 +58,6 @@ class Prediction(NamedTuple):
 
 def _run_folder(ref: str, root: str | Path | None) -> Path | None:
     """The folder of run `ref` ("run:<id>" or "run:<grid>/<id>") whether or not it saved a model."""
-    from cvlab.runs.run import project_root
-    from cvlab.workspace import Workspace
 
     ws = Workspace.at(project_root() if root is None else root)
     name = ref.strip().removeprefix("run:")

@@ -6,6 +6,8 @@ import glob
 from pathlib import Path
 
 from cvlab.errors import AmbiguousRunError, RunModelNotFoundError
+from cvlab.runs.run import project_root
+from cvlab.workspace import Workspace
 
 MODEL_FILE = "model.keras"
 
@@ -16,8 +18,6 @@ def find_run_model(run: str, root: str | Path | None = None) -> Path:
     `run` is "<run_id>" or "<grid>/<run_id>" (a leading "run:" is accepted); `root` is the
     workspace (`--out`) folder, by default the project root.
     """
-    from cvlab.runs.run import project_root
-    from cvlab.workspace import Workspace
 
     ws = Workspace.at(project_root() if root is None else root)
     run = run.strip().removeprefix("run:")

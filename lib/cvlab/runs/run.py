@@ -29,15 +29,9 @@ from cvlab.runs.record import (
     RunStatus,
     utc_now,
 )
-
-
-def project_root(start: str | Path = ".") -> Path:
-    """The nearest folder at or above `start` holding `pyproject.toml`, else `start` itself."""
-    start = Path(start).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return start
+from cvlab.workspace import (
+    project_root as project_root,  # re-exported: `cvlab.runs.run.project_root`
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -212,7 +206,7 @@ class Run:
 
     def keras_callback(self, **options: Any):
         """A Keras callback that logs every epoch here and stops training when loss is NaN."""
-        from cvlab.runs.keras_callback import RunHistoryCallback
+        from cvlab.runs.keras_callback import RunHistoryCallback  # lazy: tensorflow
 
         return RunHistoryCallback(self, **options)
 

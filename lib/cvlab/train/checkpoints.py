@@ -28,7 +28,7 @@ import keras
 
 from cvlab.errors import ResumeError
 from cvlab.runs.lookup import AmbiguousRunError, RunModelNotFoundError, find_run_model
-from cvlab.runs.record import BACKUP_DIR
+from cvlab.runs.record import BACKUP_DIR, HISTORY_FILE
 
 if TYPE_CHECKING:
     from cvlab.runs.run import Run
@@ -104,8 +104,6 @@ def _reload_history(run: Run, upto: int) -> None:
     """Put the rows of the interrupted part back into `run.history`, so that the resumed
     epochs append to `history.csv` instead of replacing it."""
     import pandas as pd
-
-    from cvlab.runs.record import HISTORY_FILE
 
     path = run.run_dir / HISTORY_FILE
     if run.history or upto <= 0 or not path.is_file():

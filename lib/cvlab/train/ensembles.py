@@ -2,7 +2,8 @@
 averaged and each member is scored beside the ensemble.
 
 Members come from a notebook's own training loop (`train_members`, the book's train_models.py)
-or from the best finished runs of any grid on the leaderboard (`top_runs`). Every member must
+or from the best finished runs of any grid on the leaderboard (`cvlab.report.ensemble_members.
+top_runs`, in the report layer that reads the leaderboard). Every member must
 have been scored on the very test set the ensemble is scored on: runs record a fingerprint of
 their test split (`log_test_set`), and `check_test_set` refuses members whose fingerprint
 differs or is missing, since a member trained on a different split may have seen the test images.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,8 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvlab.data.image_folder import take_per_class
+from cvlab.data.preprocess import subtract_means
 from cvlab.errors import EnsembleError, EnsembleWarning, NotProbabilitiesError, TestSetMismatchError
+from cvlab.figures import new_figure
 from cvlab.runs.book import escape_markdown
+from cvlab.runs.lookup import MODEL_FILE, RunModelNotFoundError, find_run_model
+from cvlab.runs.record import RunRecord
+from cvlab.runs.run import start
+from cvlab.train.evaluation import rank_accuracy, score_predictions
+from cvlab.train.recipe import train_classifier
 from cvlab.train.schedules import time_decay_schedule  # re-exported: notebook 05 imports it here
 
 if TYPE_CHECKING:
@@ -51,7 +59,6 @@ __all__ = [
     "predict_probabilities",
     "test_set_fingerprint",
     "time_decay_schedule",
-    "top_runs",
     "train_members",
 ]
 
@@ -104,8 +111,6 @@ class Member:
 
 def member_from_run(run_dir: str | Path, name: str | None = None) -> Member:
     """The member a finished run left: its `model.keras`, test-set fingerprint and RGB means."""
-    from cvlab.runs.lookup import MODEL_FILE, RunModelNotFoundError
-    from cvlab.runs.record import RunRecord
 
     folder = Path(run_dir)
     record = RunRecord.load(folder)
@@ -128,74 +133,8 @@ def member_from_run(run_dir: str | Path, name: str | None = None) -> Member:
 def members_from_runs(refs: Sequence[str], root: str | Path | None = None) -> list[Member]:
     """Members named one by one: `"run:<run_id>"` or `"run:<grid>/<run_id>"` (the leaderboard's
     ids), looked up under the workspace `root` (default: the project root)."""
-    from cvlab.runs.lookup import find_run_model
 
     return [member_from_run(find_run_model(ref, root).parent) for ref in refs]
-
-
-def top_runs(
-    grid: str, k: int, root: str | Path | None = None, *, test_set: str | None = None
-) -> list[Member]:
-    """The `k` best finished runs of `grid` on the leaderboard under `root` (default: the project
-    root), best first, by the grid's own rank metric; only `ok` runs that saved a model count.
-
-    With `test_set` (a fingerprint), runs scored on another test set, or that recorded none
-    (a grid's smoke row, say), are left out with a warning naming them, before the top `k` are
-    taken.
-    """
-    from cvlab.report.store import LeaderboardStore
-    from cvlab.runs.lookup import MODEL_FILE
-    from cvlab.runs.run import project_root
-    from cvlab.workspace import Workspace
-
-    if k < 1:
-        raise EnsembleError(f"top_k={k}: an ensemble needs at least one member")
-    ws = Workspace.at(project_root() if root is None else root)
-    if not ws.leaderboard_db.is_file():
-        raise EnsembleError(
-            f"no leaderboard store at {ws.leaderboard_db}: run the grid first "
-            f"(python run_grid.py grids/{grid}.yaml --out {ws.root}), or pass the folder it "
-            "wrote to (its --out) as the root"
-        )
-    store = LeaderboardStore(ws.leaderboard_db)
-    grids = store.grids()
-    if grid not in grids:
-        known = ", ".join(sorted(grids)) or "none"
-        raise EnsembleError(
-            f"grid {grid!r} is not on the leaderboard at {ws.leaderboard_db} (grids there: "
-            f"{known}); run it first, or name one of those"
-        )
-    metric, mode = grids[grid]["rank_metric"], grids[grid]["rank_mode"]
-    ranked: list[tuple[float, str]] = []
-    left_out: list[str] = []
-    for record in store.records(grid):
-        value = record.metrics.get(metric)
-        saved = ws.run_dir(grid, record.run_id) / record.artifacts.get("model", MODEL_FILE)
-        if record.status != "ok" or not _is_number(value) or not saved.is_file():
-            continue
-        if test_set is not None and record.params.get(TEST_SET_PARAM) != test_set:
-            theirs = record.params.get(TEST_SET_PARAM) or "none recorded"
-            left_out.append(f"{record.name or record.run_id} (test set {theirs})")
-            continue
-        ranked.append((float(value), record.run_id))
-    ranked.sort(key=lambda item: item[0], reverse=(mode != "min"))
-    if left_out:
-        warnings.warn(
-            f"grid {grid!r}: left out {len(left_out)} run(s) not scored on this test set "
-            f"({test_set}): {'; '.join(left_out)}",
-            EnsembleWarning,
-            stacklevel=2,
-        )
-    if len(ranked) < k:
-        on = f" on test set {test_set}" if test_set is not None else ""
-        raise EnsembleError(
-            f"grid {grid!r} has {len(ranked)} finished run(s) with a saved model and a {metric}"
-            f"{on}, fewer than top_k={k}: lower top_k, or run more of the grid"
-        )
-    return [
-        replace(member_from_run(ws.run_dir(grid, run_id)), rank_value=value)
-        for value, run_id in ranked[:k]
-    ]
 
 
 def _is_number(value: Any) -> bool:
@@ -273,7 +212,6 @@ def predict_probabilities(
 ) -> np.ndarray:
     """A member's class probabilities for `images` (N, H, W, C in [0, 1]), after subtracting the
     RGB means it was trained with; checked to be probabilities."""
-    from cvlab.data.preprocess import subtract_means
 
     x = np.asarray(images, dtype=np.float32)
     expected = tuple(model.input_shape[1:])
@@ -344,7 +282,6 @@ def evaluate_ensemble(
     go in as `member_<i>_rank1` (and `_rank5`), with `members`, `members_mean_rank1`,
     `members_best_rank1` and `ensemble_gain` (ensemble minus members' mean, rank-1).
     """
-    from cvlab.train.evaluation import rank_accuracy, score_predictions
 
     names = list(member_probabilities)
     probs = [check_probabilities(member_probabilities[n], n) for n in names]
@@ -374,7 +311,6 @@ def evaluate_ensemble(
 def ensemble_figure(result: EnsembleResult, histories: Mapping[str, Path] | None = None) -> Figure:
     """Members' rank-1 beside the ensemble's, the ensemble's rank-1 as members are added, and
     (given `histories`: name -> history.csv) the members' validation accuracy per epoch."""
-    from cvlab.figures import new_figure
 
     panels = 3 if histories else 2
     fig, axes = new_figure(1, panels, figsize=(5.0 * panels, 3.8))
@@ -438,9 +374,6 @@ def train_members(
     matrix, `model.keras`); a member that already finished there (an earlier, interrupted
     attempt of this run) is reused, not retrained.
     """
-    from cvlab.runs.record import RunRecord
-    from cvlab.runs.run import start
-    from cvlab.train.recipe import train_classifier
 
     if count < 1:
         raise EnsembleError(f"members={count}: an ensemble needs at least one member")
@@ -471,7 +404,6 @@ def limit_dataset(
 ) -> Dataset:
     """`data` with at most `train` / `val` / `test` images in those splits, the same number from
     each class (the first ones in the split's order): quick runs on a CPU. None keeps a split."""
-    from cvlab.data.image_folder import take_per_class
 
     def cut(x: np.ndarray, y: np.ndarray, limit: int | None, split: str):
         if limit is None or len(y) == 0:

@@ -3,12 +3,15 @@ confusion matrix, optionally with 10-crop oversampling, logged to the run record
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvlab.atomic_io import write_text_atomic
 from cvlab.image_prep import predict_ten_crop
+from cvlab.rank_accuracy import as_labels as _as_labels
+from cvlab.rank_accuracy import rank_accuracy as rank_accuracy  # re-exported
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -18,38 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["confusion_figure", "evaluate_classifier", "rank_accuracy", "score_predictions"]
 
 REPORT_FILE = "classification_report.txt"
-
-
-def _as_labels(labels: Any) -> np.ndarray:
-    """Integer labels from integers or one-hot rows."""
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] > 1:
-        return labels.argmax(axis=1)
-    return labels.reshape(-1).astype(np.int64)
-
-
-def rank_accuracy(
-    probabilities: Any, labels: Any, k: int | Iterable[int] = (1, 5)
-) -> dict[str, float]:
-    """`{"rank1": ..., "rank5": ...}`: the share of samples whose true class is among the `k`
-    most probable, as the book's `rank5_accuracy` (probabilities N×T, labels N integers or
-    one-hot). Ties go to the lower class index (so rank-1 equals argmax accuracy); a `k` at or
-    above the number of classes gives 1.0.
-    """
-    probs = np.asarray(probabilities)
-    if probs.ndim != 2:
-        raise ValueError(f"probabilities: expected shape (N, classes), got {probs.shape}")
-    truth = _as_labels(labels)
-    if len(truth) != len(probs):
-        raise ValueError(f"{len(probs)} predictions but {len(truth)} labels")
-    ks = [k] if isinstance(k, int) else list(k)
-    if not ks or any(int(v) < 1 for v in ks):
-        raise ValueError(f"k: ranks from 1 up, got {k!r}")
-    if len(probs) == 0:
-        return {f"rank{int(v)}": float("nan") for v in ks}
-    order = np.argsort(-probs, axis=1, kind="stable")  # most probable first, ties by class index
-    position = np.argmax(order == truth[:, None], axis=1)  # where the true class landed (0 = top)
-    return {f"rank{int(v)}": float(np.mean(position < int(v))) for v in ks}
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
@@ -152,8 +123,6 @@ def score_predictions(
     model, a scikit-learn one on extracted features, an ensemble's average): the same
     metrics, report and figure as `evaluate_classifier`, logged to `run` the same way."""
     from sklearn.metrics import classification_report, confusion_matrix
-
-    from cvlab.atomic_io import write_text_atomic
 
     class_names = [str(c) for c in class_names]
     probs, labels = np.asarray(probabilities), _as_labels(labels)

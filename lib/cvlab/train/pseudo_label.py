@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvlab.data.dataset import Dataset, split_paths
+from cvlab.figures import new_figure
+from cvlab.train.tta import tta_predict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -168,8 +170,6 @@ def pseudo_label(
     over augmented copies instead of one prediction. `true_labels` only scores the result."""
     images = np.asarray(images)
     if tta is not None:
-        from cvlab.train.tta import tta_predict
-
         probs = tta_predict(model, images, tta, batch_size=batch_size).probabilities
     elif hasattr(model, "predict"):
         probs = np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
@@ -206,7 +206,6 @@ def confidence_figure(
 ) -> Figure:
     """Histogram of the model's confidence over the whole pool with the threshold marked; with
     the hidden labels, right and wrong labels stacked apart (what the threshold lets through)."""
-    from cvlab.figures import new_figure
 
     probs = np.asarray(probabilities)
     confidence = probs.max(axis=1)

@@ -10,9 +10,14 @@ from typing import Any
 import numpy as np
 
 from cvlab.data.dataset import Dataset
+from cvlab.data.hdf5 import HDF5DatasetReader
 from cvlab.data.images import preprocessing_of
 from cvlab.data.pipeline import make_pipeline
 from cvlab.image_prep import compute_rgb_means, load_means, predict_ten_crop, subtract_means
+from cvlab.train.evaluation import evaluate_classifier, score_predictions
+from cvlab.train.optimizers import make_optimizer
+from cvlab.train.precision import compile_options
+from cvlab.train.schedules import schedule_callback
 
 
 @dataclass
@@ -36,8 +41,6 @@ class TrainingConfig:
 
 
 def _optimizer(config: TrainingConfig):
-    from cvlab.train.optimizers import make_optimizer
-
     options: dict[str, Any] = {}
     if config.optimizer.lower() == "sgd":
         options = {"momentum": config.momentum, "nesterov": config.nesterov}
@@ -49,9 +52,7 @@ def _compile_and_fit(run, model, config: TrainingConfig, train, val, num_classes
     callbacks: history, epoch backups, the learning-rate schedule."""
     import keras
 
-    from cvlab.train.checkpoints import checkpoint_callbacks
-    from cvlab.train.precision import compile_options
-    from cvlab.train.schedules import schedule_callback
+    from cvlab.train.checkpoints import checkpoint_callbacks  # lazy: tensorflow
 
     metrics: list[Any] = ["accuracy"]
     if num_classes >= 5:
@@ -88,7 +89,6 @@ def train_classifier(run, data: Dataset, model, config: TrainingConfig) -> dict[
     run resume where it stopped; rank-1/rank-5, the classification report and the confusion
     matrix go to the run record. Returns the evaluation metrics.
     """
-    from cvlab.train.evaluation import evaluate_classifier
 
     means = (
         compute_rgb_means(data.x_train)
@@ -116,7 +116,6 @@ def train_classifier(run, data: Dataset, model, config: TrainingConfig) -> dict[
 
 def _ten_crop_probabilities(model, test_file, means, patch: int, batch_size: int):
     """10-crop probabilities over an HDF5 test split, read in blocks so memory stays flat."""
-    from cvlab.data.hdf5 import HDF5DatasetReader
 
     probs, labels = [], []
     with HDF5DatasetReader(test_file) as reader:
@@ -136,8 +135,6 @@ def train_classifier_hdf5(
     (SimplePreprocessor); evaluate the test split twice: resized (`rank1`, ...) and with 10-crop
     oversampling (`crops_rank1`, ...), logging `oversampling_gain` = the difference in rank-1.
     """
-    from cvlab.data.hdf5 import HDF5DatasetReader
-    from cvlab.train.evaluation import evaluate_classifier, score_predictions
 
     means = load_means(files["mean"]) if config.mean_subtraction else None
     if means is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvlab.figures import new_figure
 from cvlab.image_prep import resize
 
 if TYPE_CHECKING:
@@ -217,7 +218,6 @@ def accuracy_by_copies(per_view: np.ndarray, labels: Sequence[int] | np.ndarray)
 
 def copies_figure(accuracies: Sequence[float], views: Sequence[View], title: str = "") -> Figure:
     """Rank-1 accuracy against the number of views averaged, each point named by its view."""
-    from cvlab.figures import new_figure
 
     fig, axes = new_figure(figsize=(7.0, 3.8))
     ax = axes[0, 0]
@@ -239,7 +239,6 @@ def copies_figure(accuracies: Sequence[float], views: Sequence[View], title: str
 def views_figure(image: np.ndarray, views: Sequence[View], *, scale: float = 1.0) -> Figure:
     """One image as each view shows it to the model (`scale`: divide pixels by it to draw,
     e.g. 255 for 0-255 images)."""
-    from cvlab.figures import new_figure
 
     columns = min(len(views), 8)
     rows = -(-len(views) // columns)

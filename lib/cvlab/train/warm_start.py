@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cvlab.errors import WarmStartError
+from cvlab.runs.lookup import AmbiguousRunError, RunModelNotFoundError, find_run_model
 
 if TYPE_CHECKING:
     import keras
@@ -134,7 +135,6 @@ def _run_workspace(run: Any) -> Path | None:
 def find_model_file(ref: str, *, run: Any = None, root: str | Path | None = None) -> Path:
     """The `.keras` file `ref` names: `run:<run_id>`, `run:<grid>/<run_id>`, or a path.
     Runs are looked for in `root`, else in the workspace of `run` and then the project's."""
-    from cvlab.runs.lookup import AmbiguousRunError, RunModelNotFoundError, find_run_model
 
     text = str(ref).strip()
     if not text.startswith("run:"):

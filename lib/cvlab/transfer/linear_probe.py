@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.data.hdf5 import HDF5DatasetReader
+from cvlab.train.evaluation import score_predictions
 
 # The book's grids: Flowers-17 / Animals / CALTECH-101 (ch. 3), Dogs vs. Cats (ch. 10.6)
 BOOK_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -41,7 +42,6 @@ class LinearProbe:
 
     def evaluate(self, features: Any, labels: Any = None, *, run: Any = None, prefix: str = ""):
         """`score_predictions` on a features file (or arrays): rank-1/5, report, confusion."""
-        from cvlab.train.evaluation import score_predictions
 
         if isinstance(features, str | Path):
             features, labels, _ = read_features(features)

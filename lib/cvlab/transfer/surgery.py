@@ -35,7 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvlab.data.pipeline import make_pipeline
 from cvlab.errors import SurgeryError
+from cvlab.figures import new_figure
+from cvlab.models.applications import APPLICATIONS, OFFLINE_BACKBONE
+from cvlab.models.options import l2
+from cvlab.train.optimizers import make_optimizer
 
 if TYPE_CHECKING:
     import keras
@@ -74,8 +79,6 @@ def attach_head(
     """
     import keras
     from keras import layers
-
-    from cvlab.models.options import l2
 
     if pooling not in POOLINGS:
         raise SurgeryError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -234,8 +237,6 @@ def backbone_input(name: str | None) -> Callable[[Any], Any]:
         return lambda x: x
     import importlib
 
-    from cvlab.models.applications import APPLICATIONS, OFFLINE_BACKBONE
-
     if name == OFFLINE_BACKBONE:
         return lambda x: x * 255.0
     if name not in APPLICATIONS:
@@ -263,8 +264,6 @@ def pipelines(
     validation split, val is the test split, as the book validates on its test images (no
     choice is made on it: the reported number is the last epoch's model)."""
     import tensorflow as tf
-
-    from cvlab.data.pipeline import make_pipeline
 
     def mapped(ds):
         if preprocess is None:
@@ -336,8 +335,6 @@ def compile_stage(model: keras.Model, optimizer: str, learning_rate: float, mome
     classes up): each stage starts its own, as the book switches RMSprop → SGD after warm-up."""
     import keras
 
-    from cvlab.train.optimizers import make_optimizer
-
     options = {"momentum": momentum} if optimizer.lower() == "sgd" else {}
     metrics: list[Any] = ["accuracy"]
     if model.output_shape[-1] >= 5:
@@ -394,7 +391,6 @@ def train_stage(
 def stage_figure(stages: Sequence[Stage], title: str = ""):
     """Loss and accuracy per epoch (training solid, validation dashed) across `stages`, each in
     its own colour and labelled with its name and seconds: one figure for a staged training."""
-    from cvlab.figures import new_figure
 
     fig, axes = new_figure(1, 2, figsize=(12, 4.2))
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
