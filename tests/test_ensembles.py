@@ -8,9 +8,9 @@ import pytest
 
 import cvlab
 from cvlab.data.dataset import Dataset
+from cvlab.report.ensemble_members import top_runs
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs import RunRecord
-from cvlab.report.ensemble_members import top_runs
 from cvlab.train import ensembles as ens
 from cvlab.train.evaluation import rank_accuracy
 from cvlab.train.schedules import learning_rate_at
