@@ -22,12 +22,12 @@ REGISTRY_CELLS = [
         """
 run_dir = None
 x = 1
-dataset = "image-folder"
+dataset: "DatasetName" = "image-folder"
 dataset_options = {}
-data_dir = None
-model_name = "lenet"
-optimizer = "sgd"
-schedule = None
+data_dir: "DataDirectory" = None
+model_name: "ModelName" = "lenet"
+optimizer: "OptimizerName" = "sgd"
+schedule: "ScheduleName" = None
 """,
     ),
     (

@@ -14,9 +14,8 @@ from cvlab.grid.name_checks import parameter_kind
 from cvlab.grid.notebook_params import NotebookParameter
 from cvlab.grid.schema import each_value, sections
 
-# Undeclared parameters that hold a data directory (also `directory` inside `dataset_options`);
-# a notebook declares others with `cvlab.param_types.DataDirectory`.
-IMPLICIT_DIRECTORY_PARAMS = {"data_dir", "data_directory", "dataset_dir"}
+# A data directory is a parameter the notebook declares `cvlab.param_types.DataDirectory`, or
+# `directory` inside the data set's options (`dataset_options`, what `cvlab.data.load` takes).
 OPTIONS_PARAM = "dataset_options"
 
 
@@ -25,9 +24,7 @@ def _dataset_params(parameters: dict[str, NotebookParameter]) -> list[str]:
 
 
 def _is_directory_param(param: NotebookParameter) -> bool:
-    return param.declared_kind == "data directory" or (
-        param.declared_kind is None and param.name in IMPLICIT_DIRECTORY_PARAMS
-    )
+    return param.declared_kind == "data directory"
 
 
 def _dataset_of(scope: dict[str, Any], raw: dict[str, Any], parameters) -> str | None:

@@ -2,10 +2,8 @@
 the registry before any run starts, with the known names and the closest one.
 
 Which parameters name one is what the notebook declares (`net: ModelName = "resnet"`, see
-cvlab.param_types). A parameter without a declaration is taken as one only when it is named
-after the registry itself (`model`/`model_name`, `dataset`, `optimizer`, `schedule`) and its
-default is one of the registry's names (or None), so a notebook whose `optimizer` is its own
-(e.g. "lbfgs") is left alone.
+cvlab.param_types), never a guess from the parameter's name: a notebook whose `optimizer` is its
+own (e.g. "lbfgs") declares nothing and is left alone.
 """
 
 from __future__ import annotations
@@ -21,15 +19,6 @@ from cvlab.grid.notebook_params import NotebookParameter
 from cvlab.grid.schema import each_value
 from cvlab.train.schedules import ScheduleError, parse_schedule
 
-# An undeclared parameter with one of these names takes that registry's names.
-IMPLICIT_KINDS = {
-    "model": "model",
-    "model_name": "model",
-    "dataset": "data set",
-    "optimizer": "optimizer",
-    "schedule": "schedule",
-}
-
 
 def known_names(kind: str) -> tuple[list[str], bool]:
     """(the registry's names, whether it ignores case) for a kind of cvlab.param_types.KINDS."""
@@ -44,22 +33,13 @@ def known_names(kind: str) -> tuple[list[str], bool]:
     raise ValueError(f"no registry of {kind!r}")
 
 
+REGISTRY_KINDS = ("model", "data set", "optimizer", "schedule")
+
+
 def parameter_kind(param: NotebookParameter) -> str | None:
-    """The registry whose names `param` takes, or None (see the module's docstring)."""
-    if param.declared_kind is not None:
-        return param.declared_kind
-    kind = IMPLICIT_KINDS.get(param.name)
-    if kind is None:
-        return None
-    known, fold = known_names(kind)
-    default = param.default
-    if default is None or default is ...:
-        return kind
-    if kind == "schedule" and isinstance(default, dict):
-        return kind
-    if isinstance(default, str) and (default.lower() if fold else default) in known:
-        return kind
-    return None
+    """The registry whose names `param` takes, as its notebook declares it, or None."""
+    kind = param.declared_kind
+    return kind if kind in REGISTRY_KINDS else None
 
 
 def unknown_name(kind: str, value: str, known: list[str], fold: bool) -> str | None:
