@@ -344,14 +344,14 @@ def test_build_resumes_an_interrupted_split(tmp_path, folder_index, monkeypatch)
         return real(paths, *args, **kwargs)
 
     out = tmp_path / "out" / "tf.hdf5"
-    monkeypatch.setattr(images_module, "decode_images", failing)
+    monkeypatch.setattr("cvlab.data.build.decode_images", failing)  # where the builder looks it up
     with pytest.raises(KeyboardInterrupt):
         build_hdf5("tiny-folder", out, size=8, batch_size=3, progress=False)
     paths = output_paths(out)
     assert not paths["train"].exists() and partial_path(paths["train"]).exists()
 
     decoded.clear()
-    monkeypatch.setattr(images_module, "decode_images", lambda *a, **k: (decoded.append(len(a[0])), real(*a, **k))[1])  # fmt: skip
+    monkeypatch.setattr("cvlab.data.build.decode_images", lambda *a, **k: (decoded.append(len(a[0])), real(*a, **k))[1])  # fmt: skip
     build_hdf5("tiny-folder", out, size=8, batch_size=3, progress=False)
     assert sum(decoded) == 13 - 6 + 4 + 5  # train continued after the 6 files already written
     assert not partial_path(paths["train"]).exists()

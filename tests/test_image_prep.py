@@ -227,16 +227,16 @@ def test_log_preprocessing_takes_the_configuration(tmp_path):
 
 def _capture_evaluation(monkeypatch) -> list:
     """Record the inputs `train_classifier*` hand to `evaluate_classifier`."""
-    import cvlab.train.evaluation as evaluation
+    import cvlab.train.recipe as recipe
 
     seen: list = []
-    real = evaluation.evaluate_classifier
+    real = recipe.evaluate_classifier
 
     def spy(model, x, *args, **kwargs):
         seen.append(x)
         return real(model, x, *args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "evaluate_classifier", spy)
+    monkeypatch.setattr(recipe, "evaluate_classifier", spy)  # where the recipes look it up
     return seen
 
 

@@ -586,8 +586,8 @@ def test_run_weights_missing_or_ambiguous(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="run:<grid>/<run_id>"):
         find_run_model("../dup", tmp_path)
 
-    # without root=: the project root (cvlab.runs.run.project_root)
-    monkeypatch.setattr("cvlab.runs.run.project_root", lambda start=".": tmp_path)
+    # without root=: the project root (cvlab.workspace.project_root, as the lookup imports it)
+    monkeypatch.setattr("cvlab.runs.lookup.project_root", lambda start=".": tmp_path)
     assert find_run_model("grid-a/dup") == tmp_path / "experiments/grid-a/dup/model.keras"
 
 

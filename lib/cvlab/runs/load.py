@@ -28,8 +28,7 @@ from cvlab.image_prep import Preprocessing, decode, resize
 from cvlab.image_prep import prepare as prepare_images
 from cvlab.runs.lookup import MODEL_FILE, RunModelNotFoundError, find_run_model
 from cvlab.runs.record import RECORD_FILE, RunRecord
-from cvlab.runs.run import project_root
-from cvlab.workspace import Workspace
+from cvlab.workspace import Workspace, project_root
 
 __all__ = [
     "IMAGE_SUFFIXES",

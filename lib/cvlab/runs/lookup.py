@@ -6,8 +6,7 @@ import glob
 from pathlib import Path
 
 from cvlab.errors import AmbiguousRunError, RunModelNotFoundError
-from cvlab.runs.run import project_root
-from cvlab.workspace import Workspace
+from cvlab.workspace import Workspace, project_root
 
 MODEL_FILE = "model.keras"
 
