@@ -237,6 +237,16 @@ def find_run_model(run: str, root: str | Path | None = None) -> Path:
         raise WeightsNotAvailableError(str(exc)) from exc
 
 
+def saved_backbone(kind: str, source: Any, root, input_shape, classes, *, freeze: bool):
+    """The model an earlier run saved (`kind` "run": `source` is its run:<id>) or a saved
+    model file (`kind` "model"), checked against the input shape and classes asked for."""
+    path = find_run_model(source, root) if kind == "run" else source
+    model = _load_saved_model(path, input_shape, classes)
+    if freeze:
+        freeze_layers(model)
+    return model
+
+
 def _load_saved_model(path: Path, input_shape, classes):
     import keras
 
@@ -354,11 +364,7 @@ def backbone(
     kind, source = _weights_kind(weights)
 
     if kind in ("run", "model"):
-        path = find_run_model(source, root) if kind == "run" else source
-        model = _load_saved_model(path, input_shape, classes)
-        if freeze:
-            freeze_layers(model)
-        return model
+        return saved_backbone(kind, source, root, input_shape, classes, freeze=freeze)
 
     if include_top is None:
         include_top = classes is not None

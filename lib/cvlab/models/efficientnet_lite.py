@@ -42,11 +42,10 @@ from cvlab.data.cache import data_root
 from cvlab.models.applications import (
     IMAGENET_CLASSES,
     WeightsNotAvailableError,
-    _load_saved_model,
     _load_weights,
     _weights_kind,
-    find_run_model,
     freeze_layers,
+    saved_backbone,
 )
 from cvlab.models.options import register_model
 from cvlab.models.torch_checkpoint import CheckpointFormatError, load_legacy_checkpoint
@@ -373,11 +372,7 @@ def efficientnet_lite0(
     """
     kind, source = _weights_kind(weights)
     if kind in ("run", "model"):
-        path = find_run_model(source, root) if kind == "run" else source
-        model = _load_saved_model(path, input_shape, classes)
-        if freeze:
-            freeze_layers(model)
-        return model
+        return saved_backbone(kind, source, root, input_shape, classes, freeze=freeze)
 
     if not include_top and classes is not None:
         raise ValueError(
