@@ -180,3 +180,19 @@ def browser(tmp_path_factory):
         )
         yield context
         context.close()
+
+
+def small_cnn(input_shape, classes: int):
+    """A few-parameter classifier for tests that need a trained model, not a good one."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )

@@ -30,6 +30,8 @@ from cvlab.image_prep import (
 )
 from cvlab.runs import RunRecord
 
+from conftest import small_cnn
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -39,20 +41,6 @@ def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     base = np.stack([xx * 255 / max(w - 1, 1), yy * 255 / max(h - 1, 1), (xx + yy) % 64 * 4], -1)
     return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-
-
-def tiny_cnn(input_shape, classes: int):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input(input_shape),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(classes, activation="softmax"),
-        ]
-    )
 
 
 @pytest.fixture
@@ -250,7 +238,7 @@ def test_train_classifier_evaluates_what_predict_prepares_from_the_files(
     test_files, _ = cvlab.data.index("image-folder", directory=folder, seed=0).splits["test"]
     seen = _capture_evaluation(monkeypatch)
     run = cvlab.runs.start(tmp_path / "experiments" / "g" / "arrays", seed=0)
-    model = tiny_cnn(data.input_shape, data.num_classes)
+    model = small_cnn(data.input_shape, data.num_classes)
     config = TrainingConfig(optimizer="adam", learning_rate=0.01, epochs=1, batch_size=8, seed=0)
     train_classifier(run, data, model, config)
     run.save_model(model)
@@ -276,7 +264,7 @@ def test_the_hdf5_recipe_evaluates_what_predict_prepares_from_the_files(
     test_files, _ = cvlab.data.index("image-folder", directory=folder, seed=0).splits["test"]
     seen = _capture_evaluation(monkeypatch)
     run = cvlab.runs.start(tmp_path / "experiments" / "g" / "h5", seed=0)
-    model = tiny_cnn((20, 20, 3), 2)
+    model = small_cnn((20, 20, 3), 2)
     config = TrainingConfig(optimizer="adam", learning_rate=0.01, epochs=1, batch_size=8, seed=0)
     train_classifier_hdf5(run, files, model, config, patch=20)
     run.save_model(model)

@@ -21,22 +21,9 @@ from cvlab.runs.load import NoPreprocessingError, NoSavedModelError, prepare
 from cvlab.runs.lookup import RunModelNotFoundError
 from cvlab.runs.record import Preprocessing
 
+from conftest import small_cnn
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def small_cnn(input_shape, classes: int):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input(input_shape),
-            keras.layers.Conv2D(8, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(classes, activation="softmax"),
-        ]
-    )
 
 
 @pytest.fixture(scope="module")

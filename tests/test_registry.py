@@ -159,8 +159,8 @@ def test_data_sets_register_in_their_modules():
     assert catalog.entry("17flowers").name == "flowers17"
     # folders of pictures are importable, not loadable
     assert "style-images" in catalog.CATALOG and "style-images" not in cvlab.data.names()
-    assert cvlab.data._LOADERS["mnist5k"] == "cvlab.data.packaged:load_mnist5k"
-    assert cvlab.data._INDEXERS["cifar10"] == "cvlab.data.cifar10:index_cifar10"
+    assert catalog.DATASETS.get("mnist5k").target == "cvlab.data.packaged:load_mnist5k"
+    assert catalog.indexer("cifar10").__name__ == "index_cifar10"
     assert catalog.layouts() == ["image-folder"]
     with pytest.raises(UnknownNameError, match="unknown file-based data set 'mnist5k'"):
         cvlab.data.index("mnist5k")

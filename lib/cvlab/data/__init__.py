@@ -12,8 +12,6 @@ data cache's manifests. `list_datasets("*cifar*")` lists them all, as `cvlab dat
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,28 +166,6 @@ def list_datasets(pattern: str | None = None, *, survey: bool = True) -> list[Da
             )
         )
     return sorted(rows, key=lambda row: row.name)
-
-
-def _resolve(table: dict[str, str], kind: str, name: str) -> Callable[..., Any]:
-    """The function a `_LOADERS` / `_INDEXERS` view names (kept for `cvlab.data.build`)."""
-    try:
-        module, func = table[name].split(":")
-    except KeyError:
-        raise UnknownNameError(kind, name, list(table)) from None
-    return getattr(importlib.import_module(module), func)
-
-
-def __getattr__(name: str) -> Any:
-    # name -> "module:function" views of the registrations, for callers of the old tables
-    if name == "_LOADERS":
-        return {n: DATASETS.get(n).target for n in loadable_names()}
-    if name == "_INDEXERS":
-        return {n: _target(indexer(n)) for n in indexed_names()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _target(func: Callable[..., Any]) -> str:
-    return f"{func.__module__}:{func.__name__}"
 
 
 __all__ = [

@@ -42,10 +42,11 @@ import numpy as np
 import cvlab.data as data
 from cvlab.atomic_io import write_json_atomic
 from cvlab.data.cache import data_root
+from cvlab.data.catalog import DATASETS, indexed_names, indexer
 from cvlab.data.dataset import SPLITS
 from cvlab.data.hdf5 import HDF5DatasetWriter, partial_path
 from cvlab.data.images import decode_images
-from cvlab.errors import DatasetLayoutError, UnknownNameError
+from cvlab.errors import DatasetLayoutError
 from cvlab.image_prep import resize, to_uint8
 
 log = logging.getLogger(__name__)
@@ -154,13 +155,14 @@ def _stats_of(path: Path) -> tuple[np.ndarray, int, int, int]:
         )
 
 
-def _parameters(table: dict[str, str], name: str) -> set[str] | None:
-    """The keyword names a registered loader or indexer takes; None when unknown."""
-
-    try:
-        return set(inspect.signature(data._resolve(table, "data set", name)).parameters)
-    except (UnknownNameError, ImportError, AttributeError):
-        return None
+def _parameters(name: str, *, index: bool) -> set[str] | None:
+    """The keyword names a registered data set's indexer (`index=True`) or loader takes; None
+    for names the registry does not hold (a user's own set: its layout decides)."""
+    if index:
+        return set(inspect.signature(indexer(name)).parameters) if name in indexed_names() else None
+    return (
+        set(inspect.signature(DATASETS.get(name).builder).parameters) if name in DATASETS else None
+    )
 
 
 def build_hdf5(
@@ -195,8 +197,8 @@ def build_hdf5(
         if hw is None:
             raise ValueError(f"{name} is read from image files: give a size, e.g. size=64")
         # Options only the loader knows (e.g. cifar10's `download`) are not the indexer's.
-        index_params = _parameters(data._INDEXERS, name)
-        load_params = _parameters(data._LOADERS, name)
+        index_params = _parameters(name, index=True)
+        load_params = _parameters(name, index=False)
         index_options = {
             k: v
             for k, v in options.items()
@@ -212,7 +214,7 @@ def build_hdf5(
     else:
         # Loaders that can render or decode at the target size get it (no upsampling later).
         loader_options = dict(options)
-        accepted = _parameters(data._LOADERS, name) or ()
+        accepted = _parameters(name, index=False) or ()
         if hw is not None and "size" in accepted and "size" not in loader_options:
             loader_options["size"] = hw[0] if hw[0] == hw[1] else hw
         if aspect and "aspect" in accepted:

@@ -26,6 +26,7 @@ Attach the book's head with `cvlab.models.heads.fchead(model, classes)`.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import threading
@@ -457,27 +458,12 @@ def with_weights(
 def _backbone_builder(name: str) -> Any:
     """`name`'s registered builder: `backbone(name, ...)` with the Keras option names."""
 
-    def build(
-        input_shape: Sequence[int] | None = None,
-        classes: int | None = None,
-        *,
-        weights: str | os.PathLike | None = "none",
-        include_top: bool | None = None,
-        pooling: str | None = None,
-        freeze: bool = False,
-        root: str | Path | None = None,
-    ):
-        return backbone(
-            name,
-            input_shape,
-            classes,
-            weights=weights,
-            include_top=include_top,
-            pooling=pooling,
-            freeze=freeze,
-            root=root,
-        )
+    def build(*args: Any, **options: Any):
+        return backbone(name, *args, **options)
 
+    # the options it lists and checks are backbone's own, less the name it fixes
+    signature = inspect.signature(backbone)
+    build.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"keras.applications {APPLICATIONS[name].description}"
     return register_model(build)
