@@ -28,6 +28,7 @@ from cvlab.grid.expand import (
     run_count,
 )
 from cvlab.grid.lock import GridLock, GridLockedError
+from cvlab.grid.notebook_params import NotebookParameter
 from cvlab.grid.preflight import OutputFolderError, check_output_folder
 from cvlab.grid.prewarm import prewarm_statements
 from cvlab.grid.publisher import RunPublisher, runs_missing_html
@@ -232,6 +233,22 @@ def _results(
     return results
 
 
+def reserve(
+    ws: Workspace, grid: str, plans: list[RunPlan], parameters: dict[str, NotebookParameter]
+) -> GridLock:
+    """What every run of `grid` needs before a kernel starts, or the refusal: the data sets the
+    `plans` name are in the cache (MissingDataError), `ws` is writable with room
+    (OutputFolderError), no other driver holds the grid (GridLockedError). Returns the lock,
+    held: the caller releases it."""
+    if missing := missing_data(plans, parameters):
+        raise MissingDataError(missing)
+    try:
+        check_output_folder(ws)
+        return GridLock(ws, grid).acquire()
+    except DiskFullError as exc:
+        raise OutputFolderError(str(exc)) from exc
+
+
 def run_grid(
     spec_or_path: ValidatedGrid | str | Path,
     options: GridOptions | None = None,
@@ -256,15 +273,8 @@ def run_grid(
         stale = stale_runs(grid, plans, ws)
         return GridResult(grid, plans, runs, ws, dry_run=True, missing_data=missing, stale=stale)
 
-    # The data the runs need, before the lock and before any kernel: a clear refusal at once.
     _, todo = plan_states(ws, plans, options.force, options.max_runs)
-    if options.check_data and (missing := missing_data(todo, grid.parameters)):
-        raise MissingDataError(missing)
-    try:
-        check_output_folder(ws)
-        lock = GridLock(ws, grid.name).acquire()
-    except DiskFullError as exc:
-        raise OutputFolderError(str(exc)) from exc
+    lock = reserve(ws, grid.name, todo if options.check_data else [], grid.parameters)
     try:
         result = _run_locked(ws, grid, plans, options)
         if options.report and not result.interrupted:
@@ -313,7 +323,7 @@ def _settle_unfinished(ws: Workspace, plans: list[RunPlan]) -> list[RunRecord]:
     return records
 
 
-def _publish_safely(ws: Workspace, grid: str) -> Path:
+def publish_safely(ws: Workspace, grid: str) -> Path:
     """Publish the page; a plotting or rendering problem must not hide the grid's results."""
     from cvlab.report.publish import publish  # lazy: scipy, matplotlib
 
@@ -451,7 +461,7 @@ def _run_locked(
                 for record in _settle_unfinished(ws, todo):
                     publisher.submit(record)
             publisher.close()
-            page = _publish_safely(ws, grid.name)
+            page = publish_safely(ws, grid.name)
     _warn_unranked(ws, grid, plans)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing run"
     print(f"grid {grid.name}: {summary}")

@@ -9,13 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cvlab.atomic_io import DiskFullError
-from cvlab.errors import GridSpecError, MissingDataError, SpecProblem
-from cvlab.grid.data_checks import missing_data
+from cvlab.errors import GridSpecError, SpecProblem
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan, notebook_digest, readable_name, run_id_for
-from cvlab.grid.lock import GridLock
-from cvlab.grid.preflight import OutputFolderError, check_output_folder
+from cvlab.grid.runner import publish_safely, reserve
 from cvlab.grid.spec import validate_params
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs.record import RunRecord
@@ -57,13 +54,7 @@ def run_single_notebook(
         kernel=kernel_name,
         code_digest=digest,
     )
-    if missing := missing_data([plan], parameters):
-        raise MissingDataError(missing)
-    try:
-        check_output_folder(ws)
-        lock = GridLock(ws, grid).acquire()
-    except DiskFullError as exc:
-        raise OutputFolderError(str(exc)) from exc
+    lock = reserve(ws, grid, [plan], parameters)  # the data, the folder, the lock: as a grid
     try:
         store = LeaderboardStore(ws.leaderboard_db)
         if rank_by is not None or grid not in store.grids():
@@ -76,9 +67,7 @@ def run_single_notebook(
             )
         record = execute_run(plan, ws.root, echo=True)
         store.upsert([record])
-        from cvlab.report.publish import publish  # lazy: scipy, matplotlib
-
-        publish(ws, [grid])
+        publish_safely(ws, grid)
         return record
     finally:
         lock.release()
