@@ -9,7 +9,7 @@ import numpy as np
 
 from cvlab.data.catalog import register_dataset
 from cvlab.data.dataset import Dataset, stratified_splits
-from cvlab.image_prep import resize, to_grey, to_scale
+from cvlab.image_prep import decode, resize, to_grey, to_scale
 
 DIGIT_NAMES = [str(d) for d in range(10)]
 
@@ -146,12 +146,9 @@ def _photo_path(name: str):
 
 
 @functools.cache
-def _photo(name: str):
-    """The decoded source image (a Pillow RGB image; cached, never modified by callers)."""
-    from PIL import Image
-
-    with Image.open(_photo_path(name)) as img:
-        return img.convert("RGB")
+def _photo(name: str) -> np.ndarray:
+    """The decoded source image, uint8 RGB (cached, never modified by callers)."""
+    return decode(_photo_path(name))
 
 
 def photo_regions(
@@ -274,11 +271,12 @@ def load_photo_crops(
     regions = {}
     for label, name in enumerate(names):
         photo = _photo(name)
-        pixels = to_grey(np.asarray(photo)) if grayscale else np.asarray(photo)
+        pixels = to_grey(photo) if grayscale else photo
+        width_height = (photo.shape[1], photo.shape[0])
         # One stream per (seed, image): an image's crops do not depend on the other classes.
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         boxes = photo_crop_boxes(
-            *photo.size,
+            *width_height,
             counts,
             val_fraction=val_fraction,
             test_fraction=test_fraction,
@@ -286,7 +284,7 @@ def load_photo_crops(
             rng=rng,
         )
         regions[name] = photo_regions(
-            *photo.size, val_fraction=val_fraction, test_fraction=test_fraction
+            *width_height, val_fraction=val_fraction, test_fraction=test_fraction
         )
         for split, split_boxes in boxes.items():
             out = np.empty((len(split_boxes), size, size, channels), dtype=np.uint8)
