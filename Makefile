@@ -50,6 +50,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/overhead.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/decode.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/backbone.py
 
