@@ -25,3 +25,21 @@ def run_smoke_row(grid: str, tmp_path: Path, only: str = "smoke=true") -> tuple[
     record = RunRecord.load(run_dir)
     assert record.status == "ok", record.error
     return run_dir, record
+
+
+def predicts_a_file(run_dir: Path, tmp_path: Path) -> str:
+    """`cvlab.runs.load` on the run and one image file through it: the run recorded the
+    preprocessing its model was trained with (refused otherwise), and that preprocessing
+    fits the saved model. Returns the predicted class name."""
+    import numpy as np
+    from PIL import Image
+
+    import cvlab
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(path)
+    loaded = cvlab.runs.load(run_dir)
+    (prediction,) = loaded.predict(path)
+    assert prediction.label in loaded.class_names and 0.0 <= prediction.probability <= 1.0
+    return prediction.label

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from chapter_runs import run_smoke_row
+from chapter_runs import predicts_a_file, run_smoke_row
 from real_data import installed_dataset
 
 pytestmark = pytest.mark.slow
@@ -16,6 +16,7 @@ def test_fine_tuning_smoke_row(tmp_path):
     """Warm-up with the body frozen, then the top blocks unfrozen; both evaluations recorded."""
     installed_dataset("flowers17")
     run_dir, record = run_smoke_row("fine_tuning", tmp_path, "experiment=smoke")
+    predicts_a_file(run_dir, tmp_path)  # the notebook records its preprocessing
     params, metrics = record.params, record.metrics
     assert record.epochs_completed == params["warmup_epochs"] + params["finetune_epochs"] == 2
     body_params = params["parameters"] - params["head_parameters"]
@@ -35,6 +36,7 @@ def test_progressive_resizing_smoke_rows(tmp_path, row, stages):
     """Progressive: three stages (16, 32, 64 px) in one history; scratch: one stage at 64 px."""
     installed_dataset("flowers17")
     run_dir, record = run_smoke_row("progressive_resizing", tmp_path, f"experiment={row}")
+    predicts_a_file(run_dir, tmp_path)  # the notebook records its preprocessing
     assert record.params["stage_epochs"] == [1] * stages
     assert record.epochs_completed == record.metrics["epochs"] == stages
     assert 0.0 <= record.metrics["rank1"] <= 1.0 and record.metrics["train_seconds"] > 0

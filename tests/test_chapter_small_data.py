@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chapter_runs import run_smoke_row
+from chapter_runs import predicts_a_file, run_smoke_row
 from real_data import installed_dataset
 
 pytestmark = pytest.mark.slow
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 def test_small_data_smoke_row(tmp_path):
     installed_dataset("dogs-vs-cats")
     run_dir, record = run_smoke_row("small_data", tmp_path, "setting=smoke")
+    predicts_a_file(run_dir, tmp_path)  # the notebook records its preprocessing
     metrics, images = record.metrics, record.params["images"]
     # 120 images: 24 test, 12 validation, 84 training of which 20 keep their labels
     assert images == {"labelled": 20, "unlabelled_pool": 64, "val": 12, "test": 24}
