@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "cvlab.figures",
             "cvlab.param_types",
             "cvlab.rank_accuracy",
+            "cvlab.backends",
         ),
     ),
     ("runs", ("cvlab.runs",)),

@@ -222,3 +222,23 @@ class SurgeryError(CvlabError, ValueError):
 
 class BookTableError(CvlabError, ValueError):
     """A row of `beside_the_book` whose number of cells does not fit the table's columns."""
+
+
+# --- backends ---------------------------------------------------------------------------------
+
+
+class BackendError(CvlabError, ValueError):
+    """A Keras backend that cannot be used here: names it, the three, and the fix."""
+
+
+class UnknownBackendError(BackendError):
+    """A backend name that is none of tensorflow, jax, torch."""
+
+
+class BackendNotInstalledError(BackendError):
+    """A backend whose packages are not installed: names the extra that installs it."""
+
+
+class PrecisionError(CvlabError, ValueError):
+    """A `mixed_precision` value, or a dtype the backend or processor cannot compute in (said
+    before training, with what works)."""

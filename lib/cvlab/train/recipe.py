@@ -34,7 +34,10 @@ class TrainingConfig:
     augment: dict[str, Any] | None = None
     mean_subtraction: bool = True
     checkpoint_every: int = 1
-    mixed_precision: bool = False  # applied by `configure_precision` before the model is built
+    # False, True (= float16), "float16" or "bfloat16": applied by `configure_precision` before
+    # the model is built
+    mixed_precision: bool | str = False
+    # XLA: jit_compile on TensorFlow, torch.compile on PyTorch; JAX always compiles its steps
     xla: bool = False
     ten_crop: int | None = None
     seed: int = 42
