@@ -36,11 +36,12 @@ def run_grid(
     echo: bool = True,
     prewarm: bool = True,
     check_data: bool = True,
+    backend: str | None = None,
 ) -> GridResult:
     """Run a grid YAML file (or a grid from `cvlab.grid.spec.load_grid_spec`) as `run_grid.py`
     does and return its runs' results: `result.runs`, each with run_id, name, state, metrics
     and run_dir; `result.failed`; `result.leaderboard`. `only={"smoke": True}` keeps the runs
-    whose parameter has that value. Bad input (a wrong spec, a data set not in the cache, the
+    whose parameter has that value. `backend="jax"` overrides the grid's `backend:`. Bad input (a wrong spec, a data set not in the cache, the
     grid's lock held...) raises before any run starts; see cvlab.grid.runner.BAD_INPUT_ERRORS.
     """
     from cvlab.grid.runner import GridOptions  # lazy: papermill, h5py
@@ -60,6 +61,7 @@ def run_grid(
         echo=echo,
         prewarm=prewarm,
         check_data=check_data,
+        backend=backend,
     )
     return _run_grid(spec_or_path, options)
 
@@ -73,12 +75,15 @@ def run_notebook(
     kernel_name: str = "python3",
     rank_by: str | None = None,
     rank_mode: str = "max",
+    backend: str | None = None,
 ) -> RunRecord:
     """Execute one notebook with `params` and record it as a run, like nbrun's `run_notebook`.
 
     The executed notebook, its HTML, `record.json` and the leaderboard row land under
     `out_dir` (default: the current directory) exactly as for a grid run, in a grid named
-    after the notebook; `rank_by` names the metric that ranks it on the leaderboard.
+    after the notebook; `rank_by` names the metric that ranks it on the leaderboard;
+    `backend` the Keras backend its kernel gets (tensorflow, jax, torch; default $KERAS_BACKEND,
+    else tensorflow).
     """
     from cvlab.grid.single import run_single_notebook  # lazy: pandas
 
@@ -90,6 +95,7 @@ def run_notebook(
         kernel_name=kernel_name,
         rank_by=rank_by,
         rank_mode=rank_mode,
+        backend=backend,
     )
 
 

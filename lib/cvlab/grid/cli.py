@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the grid, write a self-contained copy of its results to DIR (page, figures, "
         "executed notebooks as HTML, CSV) to share; same as `cvlab report GRID --out DIR`",
     )  # fmt: skip
+    parser.add_argument(
+        "--backend", metavar="NAME",
+        help="Keras backend of every run: tensorflow, jax or torch (overrides the grid's "
+        "`backend:`; default: $KERAS_BACKEND, else tensorflow)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="do not echo epoch progress")
     parser.add_argument(
         "--no-prewarm", action="store_true",
@@ -155,6 +160,7 @@ def options_from_args(args: argparse.Namespace) -> GridOptions:
         echo=not args.quiet,
         prewarm=not args.no_prewarm,
         run_limit=RUN_LIMIT,
+        backend=args.backend,
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cvlab.atomic_io import copy_atomic
+from cvlab.backends import backend_env
 from cvlab.grid.expand import RunPlan
 from cvlab.grid.html_export import add_run_html
 from cvlab.grid.kernel_pool import KernelLease
@@ -183,7 +184,7 @@ def prepare_record(plan: RunPlan, workspace: Workspace) -> RunRecord:
         workspace,
         status="running",
         started_at=utc_now(),
-        environment=collect_environment(plan.notebook.parent),
+        environment=collect_environment(plan.notebook.parent, backend=plan.backend),
     )
 
 
@@ -226,8 +227,10 @@ def execute_run(
     grid driver exports it in the background). `kernel`: a lease from a KernelPool; its warm
     kernel, if any, runs this notebook and no other (a lease without one means a cold start).
     `kernel_env`: variables added to a cold kernel's environment (a warm kernel was started
-    with them already: see KernelSpec.current).
+    with them already: see KernelSpec.current), besides KERAS_BACKEND=`plan.backend`, which
+    every kernel gets before anything in it imports Keras.
     """
+    kernel_env = {**backend_env(plan.backend), **(kernel_env or {})}
     try:
         return _execute_run(plan, workspace_root, echo, kernel, export_html, kernel_env)
     finally:

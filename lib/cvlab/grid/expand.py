@@ -14,6 +14,7 @@ from typing import Any
 
 import nbformat
 
+from cvlab.backends import DEFAULT_BACKEND
 from cvlab.errors import RunFilterError
 from cvlab.grid.spec import SEED_PARAM, ValidatedGrid, parse_yaml
 
@@ -33,6 +34,7 @@ class RunPlan:
     # the notebook's code digest (`notebook_digest`): recorded with the run, so that a later
     # change of the code marks it stale (`cvlab.grid.staleness`)
     code_digest: str = ""
+    backend: str = DEFAULT_BACKEND  # the Keras backend its kernel gets (KERAS_BACKEND)
 
 
 # Tokens that cannot change what a cell does: comments, blank lines and line continuations.
@@ -73,9 +75,13 @@ def notebook_digest(path: str | Path) -> str:
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
 
 
-def run_id_for(digest: str, params: dict[str, Any]) -> str:
-    """A stable id from the notebook's content and the run's full parameters."""
-    payload = json.dumps({"notebook": digest, "params": params}, sort_keys=True, default=str)
+def run_id_for(digest: str, params: dict[str, Any], backend: str = DEFAULT_BACKEND) -> str:
+    """A stable id from the notebook's content, the run's full parameters and its Keras backend
+    (named in the payload only when not the default: runs under TensorFlow keep their ids)."""
+    content: dict[str, Any] = {"notebook": digest, "params": params}
+    if backend != DEFAULT_BACKEND:
+        content["backend"] = backend
+    payload = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -101,8 +107,11 @@ def run_count(grid: ValidatedGrid) -> int:
     return max(combos, 1) * max(len(spec.seeds or []), 1)
 
 
-def expand(grid: ValidatedGrid, timeout: float | None = None) -> list[RunPlan]:
-    """Cartesian product of `grid`, then explicit `runs`, each repeated per seed; no duplicates."""
+def expand(
+    grid: ValidatedGrid, timeout: float | None = None, backend: str = DEFAULT_BACKEND
+) -> list[RunPlan]:
+    """Cartesian product of `grid`, then explicit `runs`, each repeated per seed; no duplicates;
+    every run on Keras backend `backend`."""
     spec = grid.spec
     combos: list[dict[str, Any]] = []
     if spec.grid:
@@ -131,7 +140,7 @@ def expand(grid: ValidatedGrid, timeout: float | None = None) -> list[RunPlan]:
     plans: list[RunPlan] = []
     seen: set[str] = set()
     for params, seed in full:
-        rid = run_id_for(digest, params)
+        rid = run_id_for(digest, params, backend)
         if rid in seen:
             continue
         seen.add(rid)
@@ -146,6 +155,7 @@ def expand(grid: ValidatedGrid, timeout: float | None = None) -> list[RunPlan]:
                 timeout=timeout if timeout is not None else spec.timeout,
                 kernel=spec.kernel,
                 code_digest=digest,
+                backend=backend,
             )
         )
     return plans

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from cvlab.atomic_io import write_bytes_atomic
+from cvlab.backends import backend_env
 from cvlab.grid.execute import execute_run, fresh_record, interrupt_active_runs, notebook_label
 from cvlab.grid.expand import RunPlan
 from cvlab.grid.kernel_pool import KernelPool, KernelSpec
@@ -227,7 +228,8 @@ def run_on_worker(
         lease = None
         if prewarm is not None:
             pool = _thread_pool()
-            spec = KernelSpec.current(plan.kernel, plan.notebook.parent, prewarm, kernel_env)
+            env = {**backend_env(plan.backend), **(kernel_env or {})}  # as execute_run's cold one
+            spec = KernelSpec.current(plan.kernel, plan.notebook.parent, prewarm, env)
             lease = pool.acquire(spec, spec if more_to_come else None)
         record = execute_run(
             plan, root, echo, kernel=lease, export_html=False, kernel_env=kernel_env

@@ -17,7 +17,8 @@ from typing import Any
 from tqdm import tqdm
 
 from cvlab.atomic_io import DiskFullError
-from cvlab.errors import GridSpecError, GridTooLargeError, MissingDataError
+from cvlab.backends import check_backend, chosen_backend, gpu_warning
+from cvlab.errors import BackendError, GridSpecError, GridTooLargeError, MissingDataError
 from cvlab.grid.data_checks import MissingData, missing_data
 from cvlab.grid.expand import (
     RunFilterError,
@@ -54,6 +55,7 @@ BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     OutputFolderError,
     GridLockedError,
     DaskUnavailableError,
+    BackendError,
 )
 
 
@@ -76,6 +78,9 @@ class GridOptions:
     prewarm: bool = True  # start the next run's kernel during the current run
     check_data: bool = True  # refuse runs whose file-based data set is not in the cache
     run_limit: int = RUN_LIMIT  # more runs than this need max_runs
+    # The Keras backend (tensorflow, jax, torch): overrides the grid's `backend:`; None: the
+    # grid's, else $KERAS_BACKEND, else tensorflow.
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1 or (self.max_runs is not None and self.max_runs < 0):
@@ -197,8 +202,18 @@ def plan_grid(
     grid = spec_or_path if isinstance(spec_or_path, ValidatedGrid) else load_grid_spec(spec_or_path)
     if (problem := size_problem(grid, options.max_runs, options.run_limit)) is not None:
         raise GridTooLargeError(problem)
-    plans = filter_plans(expand(grid, timeout=options.timeout), options.only_filters())
-    return grid, plans
+    backend = grid_backend(grid, options)
+    plans = expand(grid, timeout=options.timeout, backend=backend)
+    return grid, filter_plans(plans, options.only_filters())
+
+
+def grid_backend(grid: ValidatedGrid, options: GridOptions) -> str:
+    """The Keras backend the grid's runs get (--backend, `backend:`, $KERAS_BACKEND, default),
+    checked: BackendError (unknown, or not installed: the extra to install) before any kernel."""
+    where = "--backend" if options.backend else f"{grid.path}: backend"
+    if not options.backend and not grid.spec.backend:
+        where = "KERAS_BACKEND"
+    return check_backend(chosen_backend(options.backend, grid.spec.backend), where=where)
 
 
 def _results(
@@ -410,6 +425,8 @@ def _run_locked(
         publisher.submit(record)
 
     skipped = len(plans) - len(todo)
+    if todo and (warning := gpu_warning(todo[0].backend)):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"grid {grid.name}: {len(plans)} runs, {len(todo)} to run, {skipped} already finished")
     resumed = [p for p in todo if states[p.run_id] == "interrupted"]
     if resumed:

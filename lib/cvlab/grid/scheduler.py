@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.atomic_io import DiskFullError
+from cvlab.backends import backend_env
 from cvlab.errors import DaskUnavailableError
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan
@@ -62,7 +63,7 @@ def _lost_worker_record(plan: RunPlan, ws: Workspace, exc: BaseException) -> Run
 
 
 def _kernel_spec(plan: RunPlan, prewarm: tuple[str, ...]) -> KernelSpec:
-    return KernelSpec.current(plan.kernel, plan.notebook.parent, prewarm)
+    return KernelSpec.current(plan.kernel, plan.notebook.parent, prewarm, backend_env(plan.backend))
 
 
 def _lease(

@@ -53,6 +53,9 @@ class GridSpec(BaseModel):
     rank_by: RankBy
     name_by: list[str] | None = Field(default=None, min_length=1)
     kernel: str = "python3"
+    # The Keras backend of every run (tensorflow, jax, torch); run_grid.py --backend overrides it.
+    # None: $KERAS_BACKEND, else tensorflow.
+    backend: str | None = Field(default=None, min_length=1)
     # Modules a warm kernel imports before its run, besides the notebook's own import lines.
     prewarm: list[ModuleName] | None = None
 
@@ -69,6 +72,7 @@ FIXES = {
     "params": "map parameter names to single values",
     "name": "use letters, digits, `_`, `-` or `.` (it names the output folder)",
     "name_by": "list the parameters that name each run, e.g. `name_by: [experiment, smoke]`",
+    "backend": "name a Keras backend: tensorflow, jax or torch",
     "prewarm": "list module names to import before each run, e.g. `prewarm: [keras, sklearn.datasets]`",
 }
 

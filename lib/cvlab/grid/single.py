@@ -6,9 +6,11 @@ cache, output folder) and the same lock: the run is grid `<notebook stem>` of `o
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
+from cvlab.backends import ENV_VAR, check_backend, chosen_backend, gpu_warning
 from cvlab.errors import GridSpecError, SpecProblem
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan, notebook_digest, readable_name, run_id_for
@@ -28,12 +30,15 @@ def run_single_notebook(
     kernel_name: str = "python3",
     rank_by: str | None = None,
     rank_mode: str = "max",
+    backend: str | None = None,
 ) -> RunRecord:
     """Validate `params` against the notebook, execute it as grid `<notebook stem>`, record it.
 
     Raises GridSpecError (bad parameters), MissingDataError, OutputFolderError or
-    GridLockedError (another driver runs that grid into `out_dir`) before the kernel starts.
+    GridLockedError (another driver runs that grid into `out_dir`), BackendError (`backend`, or
+    $KERAS_BACKEND, unknown or not installed) before the kernel starts.
     """
+    backend = check_backend(chosen_backend(backend), where="backend" if backend else ENV_VAR)
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
         raise GridSpecError(
@@ -44,7 +49,7 @@ def run_single_notebook(
     grid = notebook.stem
     digest = notebook_digest(notebook)
     plan = RunPlan(
-        run_id=run_id_for(digest, params),
+        run_id=run_id_for(digest, params, backend),
         name=readable_name(params, list(params)),
         grid=grid,
         notebook=notebook,
@@ -53,6 +58,7 @@ def run_single_notebook(
         timeout=timeout,
         kernel=kernel_name,
         code_digest=digest,
+        backend=backend,
     )
     lock = reserve(ws, grid, [plan], parameters)  # the data, the folder, the lock: as a grid
     try:
@@ -65,6 +71,8 @@ def run_single_notebook(
                 rank_metric=rank_by or "",
                 rank_mode=rank_mode,
             )
+        if warning := gpu_warning(backend):
+            print(f"warning: {warning}", file=sys.stderr)
         record = execute_run(plan, ws.root, echo=True)
         store.upsert([record])
         publish_safely(ws, grid)

@@ -36,6 +36,7 @@ LEAD_COLUMNS = [
 ]
 TAIL_COLUMNS = [
     ("duration", "duration (s)"),
+    ("hardware", "backend · device · precision"),
     ("date", "started (UTC)"),
     ("notebook", "notebook"),
     ("files", "files"),
@@ -142,6 +143,7 @@ def _cells(run: dict[str, Any], params: list[str], metrics: list[str]) -> dict[s
         "rank": metric_text(run["rank"]),
         "grid": _e(run["grid"]),
         "duration": "" if run["duration"] is None else f"{run['duration']:.1f}",
+        "hardware": _e(run["hardware"]),
         "date": _e(run["started"]),
         "notebook": _e(run["notebook"]),
         "files": _files_cell(run),

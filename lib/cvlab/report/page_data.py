@@ -151,6 +151,20 @@ def shown_summaries(
     return flat_summary({name: epoch_metrics[name] for name in names})
 
 
+def run_hardware(record: RunRecord) -> dict[str, str]:
+    """Where the run computed: its Keras backend, device ("NVIDIA H200", "CPU") and dtype policy
+    ("float32", "mixed_bfloat16"); records from before they were recorded ran on TensorFlow."""
+    env = record.environment
+    backend = str(env.get("backend") or ("tensorflow" if env.get("tensorflow") else ""))
+    device, precision = str(env.get("device") or ""), str(env.get("precision") or "")
+    return {
+        "backend": backend,
+        "device": device,
+        "precision": precision,
+        "hardware": " · ".join(part for part in (backend, device, precision) if part),
+    }
+
+
 def thumbnail_link(ws: Workspace, record: RunRecord) -> str | None:
     """The run's picture (`Run.save_image(..., thumbnail=True)`), when the file is there."""
     path = record.artifacts.get("thumbnail")
@@ -203,6 +217,7 @@ def _run_entry(
         },
         "thumbnail": thumbnail_link(ws, record),
         "duration": record.duration_s,
+        **run_hardware(record),
         "started": record.started_at.strftime("%Y-%m-%d %H:%M:%S") if record.started_at else "",
         "error": error,
         "links": run_links(ws, record),

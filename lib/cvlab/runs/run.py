@@ -16,7 +16,7 @@ import pandas as pd
 from cvlab.atomic_io import write_atomic
 from cvlab.image_prep import pair, to_uint8
 from cvlab.runs.curves import plot_curves
-from cvlab.runs.environment import collect_environment
+from cvlab.runs.environment import collect_environment, runtime_environment
 from cvlab.runs.epoch_metrics import summarize_history
 from cvlab.runs.record import (
     CURVES_FILE,
@@ -194,6 +194,8 @@ class Run:
         frame = pd.DataFrame(self.history)
         write_atomic(self.run_dir / HISTORY_FILE, lambda tmp: frame.to_csv(tmp, index=False))
         plot_curves(frame, self.run_dir / CURVES_FILE, title=self.record.name or self.record.run_id)
+        if not self.record.environment.get("device"):  # a run killed later still says where
+            self.record.environment.update(runtime_environment())
         self.record.artifacts.setdefault("history", HISTORY_FILE)
         self.record.artifacts.setdefault("curves", CURVES_FILE)
         loss = values.get("loss")
@@ -280,12 +282,14 @@ class Run:
     def finish(self) -> RunRecord:
         """Mark the run finished (`ok`, or `diverged` if training blew up)."""
         status: RunStatus = "diverged" if self._diverged else "ok"
+        self.record.environment.update(runtime_environment())  # backend, device, precision
         self.record.finish(status)
         self._save()
         return self.record
 
     def fail(self, exc: BaseException) -> None:
         """Record an exception the notebook caught but that ends the run."""
+        self.record.environment.update(runtime_environment())
         self.record.finish("failed", RunError(type=type(exc).__name__, message=str(exc)))
         self._save()
 
@@ -340,6 +344,7 @@ def start(
     if seed is not None:
         record.seed = int(seed)
     record.status = "running"
+    record.environment.update(runtime_environment())  # the kernel's, when Keras is imported
     run = Run(run_dir, record)
     if record.seed is not None:
         seed_everything(record.seed)

@@ -180,7 +180,7 @@
   function layout() {
     const view = currentView();
     const lead = ["pick", "best", "run", "status", "rank"].concat(state.grid ? [] : ["grid"]);
-    const tail = ["duration", "date"].concat(state.grid ? [] : ["notebook"], ["files", "id"]);
+    const tail = ["duration", "hardware", "date"].concat(state.grid ? [] : ["notebook"], ["files", "id"]);
     const constant = state.showConstant ? Object.keys(view.constant).map((p) => "p:" + p) : [];
     return lead.concat(
       view.varied.map((p) => "p:" + p),
@@ -540,6 +540,7 @@
       rows.push(row(m, (r) => fmt(r.metrics[m])));
     }
     rows.push(row("duration (s)", (r) => fmt(r.duration)));
+    rows.push(row("backend · device · precision", (r) => r.hardware));
     return rows;
   }
 
