@@ -2,7 +2,32 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# Which Keras backend to install, and whether with CUDA (a Linux machine with an NVIDIA GPU):
+#   make setup                      TensorFlow, CPU (the default backend)
+#   make setup BACKEND=jax|torch    also JAX / PyTorch, CPU builds; BACKEND=all: both (CI)
+#   make setup GPU=1 [BACKEND=jax|torch]   the CUDA build of that backend
+BACKEND ?= tensorflow
+GPU     ?=
+TORCH_INDEX_CPU  ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_CUDA ?= https://download.pytorch.org/whl/cu128
+ifeq ($(BACKEND),all)
+  BACKEND_EXTRAS := jax,torch
+else ifeq ($(BACKEND),tensorflow)
+  BACKEND_EXTRAS := $(if $(GPU),gpu,)
+else ifeq ($(BACKEND),jax)
+  BACKEND_EXTRAS := $(if $(GPU),jax-cuda,jax)
+else ifeq ($(BACKEND),torch)
+  BACKEND_EXTRAS := torch
+else
+  $(error BACKEND=$(BACKEND): use tensorflow, jax, torch or all)
+endif
+comma  := ,
+EXTRAS := dev$(if $(BACKEND_EXTRAS),$(comma)$(BACKEND_EXTRAS),)
+# torch from PyTorch's CPU index (PyPI's Linux wheel is the CUDA build, GBs), or with GPU=1 its
+# CUDA index; TORCH_INDEX_CPU= (empty) where a local wheel or mirror serves torch 2.13.0 (CI)
+TORCH_INDEX := $(if $(GPU),$(TORCH_INDEX_CUDA),$(TORCH_INDEX_CPU))
+PIP_INDEX := $(if $(and $(findstring torch,$(BACKEND_EXTRAS)),$(TORCH_INDEX)),--extra-index-url $(TORCH_INDEX),)
+STAMP  := $(VENV)/.installed-$(BACKEND)$(if $(GPU),-gpu,)
 
 .PHONY: setup run test test-fast bench lab lint leaderboard import-shared clean
 
@@ -10,7 +35,9 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]' $(PIP_INDEX)
+	# TensorFlow's CUDA build replaces tensorflow-cpu (both install the same `tensorflow` folder)
+	$(if $(and $(GPU),$(findstring gpu,$(BACKEND_EXTRAS))),$(PY) -m pip uninstall --quiet -y tensorflow-cpu && $(PY) -m pip install --quiet --force-reinstall --no-deps tensorflow==2.21.0,@true)
 	# A kernel named "cvlab" for JupyterLab; grid runs use this interpreter's own kernel.
 	$(PY) -m ipykernel install --sys-prefix --name cvlab --display-name "Python (cvlab)" >/dev/null
 	touch $(STAMP)
