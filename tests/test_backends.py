@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from notebook_builder import write_notebook
 
 from cvlab import backends
 from cvlab.backends import BACKENDS, backend_env, check_backend, gpu_warning
@@ -21,6 +20,8 @@ from cvlab.errors import BackendNotInstalledError, PrecisionError, UnknownBacken
 from cvlab.grid.expand import RunPlan, expand, notebook_digest, run_id_for
 from cvlab.grid.spec import load_grid_spec
 from cvlab.runs.record import RunRecord
+
+from notebook_builder import write_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -240,7 +241,7 @@ def test_mixed_precision_values_and_refusals(monkeypatch):
         assert keras.layers.Dense(2).compute_dtype == "bfloat16"
 
         def no_half(*args, **kwargs):
-            raise NotImplementedError('"slow_conv2d_cpu" not implemented for \'Half\'')
+            raise NotImplementedError("\"slow_conv2d_cpu\" not implemented for 'Half'")
 
         keras.mixed_precision.set_global_policy("float32")
         monkeypatch.setattr(keras.ops, "conv", no_half)
@@ -293,7 +294,7 @@ def test_mixed_precision_and_xla_fit_on_each_backend(backend):
     """A tiny conv net fits one epoch in float16, bfloat16, and (tensorflow, jax) with XLA."""
     script = FIT_SCRIPT
     if backend == "torch":  # torch.compile on a CPU needs a C compiler and minutes: not here
-        script = script.replace('(False, True)]', '(False, False)]')
+        script = script.replace("(False, True)]", "(False, False)]")
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "lib"), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
@@ -314,3 +315,35 @@ def test_mixed_precision_and_xla_fit_on_each_backend(backend):
         assert result["False+xla"]["jit"] is True and result["float16"]["jit"] is False
     if backend != "tensorflow":
         assert result["tensorflow_loaded"] is False
+
+
+def test_grid_takes_precision_names_for_a_bool_default(tmp_path, write_grid):
+    from cvlab.errors import GridSpecError
+
+    write_notebook(
+        [("code", "run_dir = None\nmixed_precision = False\n"), ("code", "pass")],
+        tmp_path / "mp.ipynb",
+    )
+    spec = {"notebook": "mp.ipynb", "rank_by": {"metric": "score"}}
+    ok = load_grid_spec(write_grid({**spec, "grid": {"mixed_precision": [False, "bfloat16"]}}))
+    assert ok.spec.grid["mixed_precision"] == [False, "bfloat16"]
+    with pytest.raises(GridSpecError, match="float64.*is no precision") as info:
+        load_grid_spec(write_grid({**spec, "params": {"mixed_precision": "float64"}}))
+    assert "params.mixed_precision" in str(info.value)
+
+
+def test_page_hardware_of_old_and_new_records():
+    from cvlab.report.page_data import run_hardware
+
+    old = RunRecord(run_id="a", environment={"tensorflow": "2.21.0"})  # before backends existed
+    assert run_hardware(old)["hardware"] == "tensorflow"
+    new = RunRecord(
+        run_id="b",
+        environment={"backend": "jax", "device": "NVIDIA H200", "precision": "mixed_bfloat16"},
+    )
+    assert run_hardware(new) == {
+        "backend": "jax",
+        "device": "NVIDIA H200",
+        "precision": "mixed_bfloat16",
+        "hardware": "jax · NVIDIA H200 · mixed_bfloat16",
+    }

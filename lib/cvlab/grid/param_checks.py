@@ -6,13 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cvlab.errors import SpecProblem
+from cvlab.errors import PrecisionError, SpecProblem
 from cvlab.grid.notebook_params import NotebookParameter
 from cvlab.grid.schema import sections
+from cvlab.train.precision import policy_name
 
 # Parameters the runner injects itself; a grid may not set them.
 INJECTED_PARAMS = ("run_dir",)
 SEED_PARAM = "seed"
+
+
+def _precision_problem(value: Any) -> str | None:
+    try:
+        policy_name(value)
+    except PrecisionError:
+        return f"{value!r} is no precision: use false, true, float16 or bfloat16"
+    return None
+
+
+# Parameters that cvlab's own code reads more widely than the notebooks' defaults show:
+# `mixed_precision = False` also takes "float16" / "bfloat16" (cvlab.train.precision).
+WIDER_PARAMS = {"mixed_precision": _precision_problem}
 
 
 def _type_mismatch(value: Any, default: Any) -> str | None:
@@ -72,6 +86,14 @@ def parameter_problems(
             return
         param = parameters[name]
         for value in values:
+            wider = WIDER_PARAMS.get(name)
+            if wider is not None and isinstance(value, str):
+                if why := wider(value):
+                    problems.append(
+                        SpecProblem(file, field_name, why, f"give {name} one of those values")
+                    )
+                    break
+                continue
             why = _type_mismatch(value, param.default)
             if why:
                 problems.append(
