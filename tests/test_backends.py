@@ -192,8 +192,9 @@ def test_backend_reaches_warm_and_cold_kernels_and_the_record(
     monkeypatch.setattr(backends, "nvidia_gpu_present", lambda: True)
     monkeypatch.setattr(backends, "backend_sees_gpu", lambda name: False)
     grid = _grid(tmp_path, write_grid, prewarm=["keras"])
-    code, _, err = run_cli(grid, "--backend", "jax")
+    code, stdout, err = run_cli(grid, "--backend", "jax")
     assert code == 0, err
+    assert "(Keras backend jax)" in stdout
     assert "NVIDIA GPU" in err and "'.[jax-cuda]'" in err
     out = run_cli.out
     records = [RunRecord.load(p.parent) for p in out.glob("experiments/g/*/record.json")]
@@ -215,7 +216,9 @@ def test_backend_reaches_warm_and_cold_kernels_and_the_record(
     # The same grid under the default backend: other ids, so nothing is skipped as done.
     code, stdout, err = run_cli(grid, "--dry-run")
     assert code == 0, err
-    assert "2 runs, 2 to run" in stdout
+    assert "2 runs, 2 to run" in stdout and "Keras backend tensorflow" in stdout
+    code, stdout, err = run_cli(grid, "--dry-run", "--backend", "jax")
+    assert code == 0 and "2 runs, 0 to run" in stdout
 
 
 # -- precision and XLA ------------------------------------------------------------------------

@@ -105,7 +105,11 @@ def _print_dry_run(result: GridResult) -> int:
     """`--dry-run`: the runs, their state and what a real call would do; nothing is run."""
     todo = sum(r.planned for r in result.runs)
     grid = result.grid
-    print(f"grid {grid.name}: {len(result.runs)} runs, {todo} to run (notebook {grid.notebook})")
+    backend = result.plans[0].backend if result.plans else "tensorflow"
+    print(
+        f"grid {grid.name}: {len(result.runs)} runs, {todo} to run (notebook {grid.notebook}, "
+        f"Keras backend {backend})"
+    )
     print(_table(result))
     if note := stale_note(result.stale, grid.notebook):
         print(note)

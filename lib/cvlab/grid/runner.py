@@ -427,7 +427,11 @@ def _run_locked(
     skipped = len(plans) - len(todo)
     if todo and (warning := gpu_warning(todo[0].backend)):
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"grid {grid.name}: {len(plans)} runs, {len(todo)} to run, {skipped} already finished")
+    backend = f" (Keras backend {plans[0].backend})" if plans else ""
+    print(
+        f"grid {grid.name}: {len(plans)} runs, {len(todo)} to run, {skipped} already finished"
+        + backend
+    )
     resumed = [p for p in todo if states[p.run_id] == "interrupted"]
     if resumed:
         names = ", ".join(f"{p.name} [{p.run_id}]" for p in resumed[:10])
