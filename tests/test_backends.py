@@ -286,6 +286,8 @@ FIT_SCRIPT = textwrap.dedent(
             "jit": model.jit_compile,
             "loss": float(loss),
         }
+    from cvlab.backends import describe_device, gpu_compute_capability
+    out["device"] = [describe_device(), gpu_compute_capability()]
     out["tensorflow_loaded"] = "tensorflow" in sys.modules
     print("RESULT" + json.dumps(out))
     """
@@ -316,6 +318,7 @@ def test_mixed_precision_and_xla_fit_on_each_backend(backend):
         assert all(r["jit"] is True for r in result.values() if isinstance(r, dict))
     if backend == "tensorflow":
         assert result["False+xla"]["jit"] is True and result["float16"]["jit"] is False
+    assert result["device"] == ["CPU", None]  # this machine has no GPU
     if backend != "tensorflow":
         assert result["tensorflow_loaded"] is False
 
@@ -350,3 +353,24 @@ def test_page_hardware_of_old_and_new_records():
         "precision": "mixed_bfloat16",
         "hardware": "jax · NVIDIA H200 · mixed_bfloat16",
     }
+
+
+def test_mixed_precision_warns_on_a_gpu_without_fast_dtype(monkeypatch):
+    import keras
+
+    from cvlab.train import precision
+
+    before = keras.mixed_precision.global_policy().name
+    monkeypatch.setattr(precision, "has_gpu", lambda: True)
+    monkeypatch.setattr(precision, "gpu_compute_capability", lambda: (7, 5))  # a T4
+    try:
+        with pytest.warns(RuntimeWarning, match=r"compute capability 7\.5.*float16 may be fast"):
+            precision.configure_precision("bfloat16")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            precision.configure_precision("float16")  # Turing has float16 tensor cores
+            monkeypatch.setattr(precision, "gpu_compute_capability", lambda: (9, 0))
+            precision.configure_precision("bfloat16")  # an H100/H200
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy(before)

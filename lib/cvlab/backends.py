@@ -48,6 +48,7 @@ __all__ = [
     "check_backend",
     "chosen_backend",
     "describe_device",
+    "gpu_compute_capability",
     "gpu_warning",
     "has_gpu",
     "is_installed",
@@ -169,6 +170,38 @@ def describe_device() -> str:
         if device.platform != "cpu":
             return str(device.device_kind)
     return "CPU"
+
+
+def gpu_compute_capability() -> tuple[int, int] | None:
+    """The CUDA compute capability of the running backend's first GPU (e.g. (9, 0) for an H100
+    or H200), or None without an NVIDIA GPU or when the backend does not say."""
+    import keras  # lazy: keras
+
+    backend = keras.config.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf  # lazy: tensorflow
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                cc = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+                return (int(cc[0]), int(cc[1])) if cc else None
+        elif backend == "torch":
+            import torch  # lazy: torch
+
+            if torch.cuda.is_available():
+                return tuple(torch.cuda.get_device_capability(0))  # type: ignore[return-value]
+        elif backend == "jax":
+            import jax  # lazy: jax
+
+            device = jax.devices()[0]
+            cc = getattr(device, "compute_capability", None)
+            if device.platform == "gpu" and cc:
+                major, _, minor = str(cc).partition(".")
+                return int(major), int(minor or 0)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return None
+    return None
 
 
 def has_gpu() -> bool:

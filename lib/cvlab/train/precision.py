@@ -12,8 +12,12 @@ from __future__ import annotations
 import warnings
 from typing import Any, Literal
 
-from cvlab.backends import has_gpu
+from cvlab.backends import gpu_compute_capability, has_gpu
 from cvlab.errors import PrecisionError
+
+# The oldest CUDA compute capability that computes in each dtype at speed: tensor cores for
+# float16 came with Volta (7.0), bfloat16 with Ampere (8.0); older GPUs emulate them slowly.
+FAST_FROM = {"float16": (7, 0), "bfloat16": (8, 0)}
 
 __all__ = ["compile_options", "configure_precision", "has_gpu", "policy_name", "precision_probe"]
 
@@ -84,6 +88,16 @@ def configure_precision(mixed_precision: bool | str = False) -> str:
             warnings.warn(
                 f"mixed_precision={mixed_precision!r} without a GPU: {dtype} on a CPU is slow "
                 "(often several times slower than float32); use it on a GPU with tensor cores",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif (cc := gpu_compute_capability()) is not None and cc < FAST_FROM[dtype]:
+            need = ".".join(map(str, FAST_FROM[dtype]))
+            warnings.warn(
+                f"mixed_precision={mixed_precision!r}: this GPU (compute capability "
+                f"{cc[0]}.{cc[1]}) has no fast {dtype} (it needs {need} or later): expect it to "
+                "be no faster, or slower, than float32"
+                + ("; float16 may be fast here" if dtype == "bfloat16" and cc >= (7, 0) else ""),
                 RuntimeWarning,
                 stacklevel=2,
             )
