@@ -6,8 +6,11 @@ PY     := $(VENV)/bin/python
 #   make setup                      TensorFlow, CPU (the default backend)
 #   make setup BACKEND=jax|torch    also JAX / PyTorch, CPU builds; BACKEND=all: both (CI)
 #   make setup GPU=1 [BACKEND=jax|torch]   the CUDA build of that backend
-BACKEND ?= tensorflow
-GPU     ?=
+# Later calls (`make run`, `make test`, a reinstall after pyproject.toml changed) keep the choice
+# of the last setup (saved in $(VENV)/.setup), so a GPU install is not replaced by a CPU one.
+SAVED   := $(shell cat $(VENV)/.setup 2>/dev/null)
+BACKEND ?= $(or $(word 1,$(SAVED)),tensorflow)
+GPU     ?= $(word 2,$(SAVED))
 TORCH_INDEX_CPU  ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX_CUDA ?= https://download.pytorch.org/whl/cu128
 ifeq ($(BACKEND),all)
@@ -40,12 +43,13 @@ $(STAMP): pyproject.toml
 	$(if $(and $(GPU),$(findstring gpu,$(BACKEND_EXTRAS))),$(PY) -m pip uninstall --quiet -y tensorflow-cpu && $(PY) -m pip install --quiet --force-reinstall --no-deps tensorflow==2.21.0,@true)
 	# A kernel named "cvlab" for JupyterLab; grid runs use this interpreter's own kernel.
 	$(PY) -m ipykernel install --sys-prefix --name cvlab --display-name "Python (cvlab)" >/dev/null
+	echo "$(BACKEND) $(GPU)" > $(VENV)/.setup
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(PY) run_grid.py grids/quickstart.yaml
+	$(PY) run_grid.py grids/quickstart.yaml $(if $(filter jax torch,$(BACKEND)),--backend $(BACKEND),)
 
 # Import every data set archive found in $(SHARED_DATA) into the data cache ($$CVLAB_DATA, else
 # data/), and its style/ and content/ picture folders as style-images and content-photos: the
