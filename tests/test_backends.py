@@ -374,3 +374,20 @@ def test_mixed_precision_warns_on_a_gpu_without_fast_dtype(monkeypatch):
         assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     finally:
         keras.mixed_precision.set_global_policy(before)
+
+
+def test_the_driver_checks_backends_without_importing_a_framework():
+    code = (
+        "import sys\n"
+        "from cvlab.backends import check_backend, gpu_warning\n"
+        "import cvlab.grid.runner\n"
+        "for name in ('tensorflow', 'jax', 'torch'):\n"
+        "    check_backend(name); gpu_warning(name)\n"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "lib")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
