@@ -278,7 +278,7 @@ FIT_SCRIPT = textwrap.dedent(
             keras.layers.GlobalAveragePooling2D(),
             keras.layers.Dense(2, activation="softmax", dtype="float32"),
         ])
-        options = compile_options(xla)
+        options = compile_options(xla, backend=keras.config.backend())
         model.compile("sgd", "sparse_categorical_crossentropy", **options)
         loss = model.fit(x, y, epochs=1, batch_size=8, verbose=0).history["loss"][-1]
         out[str(mode) + ("+xla" if xla else "")] = {
@@ -392,3 +392,13 @@ def test_the_driver_checks_backends_without_importing_a_framework():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
+
+
+def test_compile_options_per_backend():
+    from cvlab.train.precision import compile_options
+
+    assert compile_options(False, backend="jax") == {"jit_compile": True}  # never eager on JAX
+    assert compile_options(False, backend="torch") == {"jit_compile": False}
+    assert compile_options(True, backend="torch") == {"jit_compile": True}  # torch.compile
+    assert compile_options(True, backend="tensorflow") == {"jit_compile": True}  # XLA
+    assert compile_options(False) == {"jit_compile": False}  # as given, without a backend

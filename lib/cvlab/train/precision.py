@@ -108,19 +108,16 @@ def configure_precision(mixed_precision: bool | str = False) -> str:
 def compile_options(
     xla: bool | Literal["auto"] = False, backend: str | None = None
 ) -> dict[str, Any]:
-    """Keyword arguments for `model.compile`: `{"jit_compile": xla}` on TensorFlow (XLA) and
-    PyTorch (`torch.compile`); always `True` on JAX, where `jit_compile=False` would run every
-    step eagerly (many times slower): JAX's steps are always XLA-compiled.
+    """Keyword arguments for `model.compile`: `{"jit_compile": xla}`, i.e. XLA on TensorFlow and
+    `torch.compile` on PyTorch. Given `backend="jax"` (as `train_classifier` passes the running
+    backend), always `True`: there `jit_compile=False` would run every step eagerly, many times
+    slower, so JAX's steps are always XLA-compiled.
 
-    Off by default elsewhere. Keras's own default is `"auto"`, which turns XLA on whenever a GPU
-    is there (and stays eager on torch); pass `"auto"` to keep that behaviour.
+    Off by default. Keras's own default is `"auto"`, which turns XLA on whenever a GPU is there
+    (and stays eager on torch); pass `"auto"` to keep that behaviour.
     """
     if xla != "auto" and not isinstance(xla, bool):
         raise ValueError(f"xla: expected True, False or 'auto', got {xla!r}")
-    if backend is None:
-        import keras  # lazy: keras
-
-        backend = keras.config.backend()
     if backend == "jax":
         return {"jit_compile": True}
     return {"jit_compile": xla}

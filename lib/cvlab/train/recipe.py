@@ -69,7 +69,7 @@ def _compile_and_fit(run, model, config: TrainingConfig, train, val, num_classes
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=metrics,
-        **compile_options(config.xla),
+        **compile_options(config.xla, backend=keras.config.backend()),
     )
     callbacks = [
         run.keras_callback(),
