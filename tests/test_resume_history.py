@@ -250,7 +250,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 @pytest.mark.backends
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_a_killed_grid_run_resumes_with_its_whole_history(tmp_path, backend):
     """The ResNet smoke row of the issue, 5 epochs with a backup after each, SIGKILLed (driver
     and kernel) once two epochs are in `history.csv`, then the grid run again."""
