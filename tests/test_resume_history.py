@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import yaml
 
@@ -232,17 +231,29 @@ SMOKE = {
 }
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes under `pid`, from /proc (Linux; the test is skipped elsewhere)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (name) state ppid ...": the name may hold spaces, so split after ")"
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        pid = todo.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        found += children
+        todo += children
+    return found
+
+
 def _kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the driver and everything under it (the kernel leads a process group of its
     own), as an out-of-memory killer or a lost machine would."""
-    try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
     ours = os.getpgid(0)
-    for process in tree:
+    for pid in [proc.pid, *_descendants(proc.pid)]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            group = os.getpgid(process.pid)
+            group = os.getpgid(pid)
             if group != ours:  # the driver's session, the kernel's group: never pytest's own
                 os.killpg(group, signal.SIGKILL)
     proc.wait(timeout=60)
@@ -250,6 +261,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 @pytest.mark.backends
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_a_killed_grid_run_resumes_with_its_whole_history(tmp_path, backend):
     """The ResNet smoke row of the issue, 5 epochs with a backup after each, SIGKILLed (driver
