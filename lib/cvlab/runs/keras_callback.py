@@ -17,7 +17,10 @@ class RunHistoryCallback(keras.callbacks.Callback):
     """After every epoch: append to `history.csv`, redraw `curves.png`, print one line.
 
     A NaN or infinite batch loss stops training at once and marks the run `diverged`
-    (what `keras.callbacks.TerminateOnNaN` does, plus the record).
+    (what `keras.callbacks.TerminateOnNaN` does, plus the record). A `fit` that starts after
+    epoch 0 (restored from a backup, or `initial_epoch=`) keeps the run's rows up to its start
+    and drops later ones (`Run.resume_history`), whichever callback restored it, so every epoch
+    appears once in `history.csv`.
     """
 
     def __init__(self, run: Run, epoch_offset: int = 0):
@@ -25,8 +28,16 @@ class RunHistoryCallback(keras.callbacks.Callback):
         self.run = run
         self.epoch_offset = epoch_offset
         self._epoch_start = time.perf_counter()
+        self._first_epoch = True
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._first_epoch = True
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._first_epoch:
+            self._first_epoch = False
+            if epoch > 0:  # Keras set the start from a backup (or initial_epoch=)
+                self.run.resume_history(self.epoch_offset + epoch)
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:

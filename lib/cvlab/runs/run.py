@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import math
 import random
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,8 @@ class Run:
         self.record = record
         self.history: list[dict[str, float]] = []
         self._diverged = False
+        # Called with the epoch after each `log_epoch` has written its row (by name: one each).
+        self._epoch_listeners: dict[str, Callable[[int], None]] = {}
 
     # -- parameters, metrics, notes -------------------------------------------------------
     @property
@@ -189,15 +193,9 @@ class Run:
         """
         row = {"epoch": int(epoch), **{k: float(_plain(v)) for k, v in values.items()}}
         self.history.append(row)
-        self.record.epochs_completed = int(epoch)
-        self.record.epoch_metrics = summarize_history(self.history)
-        frame = pd.DataFrame(self.history)
-        write_atomic(self.run_dir / HISTORY_FILE, lambda tmp: frame.to_csv(tmp, index=False))
-        plot_curves(frame, self.run_dir / CURVES_FILE, title=self.record.name or self.record.run_id)
+        self._write_history()
         if not self.record.environment.get("device"):  # a run killed later still says where
             self.record.environment.update(runtime_environment())
-        self.record.artifacts.setdefault("history", HISTORY_FILE)
-        self.record.artifacts.setdefault("curves", CURVES_FILE)
         loss = values.get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.mark_diverged(f"loss became {loss} at epoch {epoch}")
@@ -205,6 +203,54 @@ class Run:
         shown = " - ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
         of = f"/{total_epochs}" if total_epochs else ""
         print(f"[{self.record.name or self.record.run_id}] epoch {epoch}{of} - {shown}", flush=True)
+        for listener in list(self._epoch_listeners.values()):
+            listener(int(epoch))
+
+    def resume_history(self, upto: int) -> None:
+        """A training resumed after epoch `upto` (from a backup): keep the rows of epochs
+        1..`upto` exactly as recorded and drop later ones, which are trained again.
+
+        The rows come from memory, or from `history.csv` when this process has none yet (a
+        run started again after a kill). The backup's epoch is the truth: a row written after
+        it (a kill between the row and the backup) is dropped, so every epoch appears once.
+        """
+        if not self.history:
+            self.history = read_history(self.run_dir / HISTORY_FILE)
+        kept = [row for row in self.history if int(row["epoch"]) <= upto]
+        dropped = len(kept) != len(self.history)
+        self.history = kept
+        if dropped:
+            self._write_history()
+        else:
+            self._summarize()
+        self._save()
+
+    def add_epoch_listener(self, name: str, listener: Callable[[int], None]) -> None:
+        """Call `listener(epoch)` after each epoch's row is written (replacing any listener
+        of the same `name`): `EpochBackup` saves only once the row of its epoch is on disk."""
+        self._epoch_listeners[name] = listener
+
+    def remove_epoch_listener(self, name: str, listener: Callable[[int], None]) -> None:
+        if self._epoch_listeners.get(name) == listener:
+            del self._epoch_listeners[name]
+
+    def _summarize(self) -> None:
+        """The record's epoch count and `metric:best|last` from the whole history."""
+        self.record.epochs_completed = int(self.history[-1]["epoch"]) if self.history else 0
+        self.record.epoch_metrics = summarize_history(self.history)
+
+    def _write_history(self) -> None:
+        self._summarize()
+        path = self.run_dir / HISTORY_FILE
+        if not self.history:
+            path.unlink(missing_ok=True)
+            (self.run_dir / CURVES_FILE).unlink(missing_ok=True)
+            return
+        frame = pd.DataFrame(self.history)
+        write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+        plot_curves(frame, self.run_dir / CURVES_FILE, title=self.record.name or self.record.run_id)
+        self.record.artifacts.setdefault("history", HISTORY_FILE)
+        self.record.artifacts.setdefault("curves", CURVES_FILE)
 
     def keras_callback(self, **options: Any):
         """A Keras callback that logs every epoch here and stops training when loss is NaN."""
@@ -298,6 +344,27 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.record.name or self.record.run_id!r}, dir={str(self.run_dir)!r})"
+
+
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a `history.csv` as `log_epoch` wrote them: every column of the header in
+    its order, floats parsed exactly (so that rewriting them gives the same text), an empty
+    cell as NaN; `[]` when there is no file. (`pandas.read_csv` parses floats with its own
+    fast parser, which may change the last digit, so rows read back could differ.)"""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = []
+        for raw in csv.DictReader(fh):
+            if not raw.get("epoch"):
+                continue
+            row: dict[str, float] = {"epoch": int(float(raw["epoch"]))}
+            for key, text in raw.items():
+                if key != "epoch" and key is not None:
+                    row[key] = float(text) if text not in ("", None) else math.nan
+            rows.append(row)
+    return rows
 
 
 _current: Run | None = None  # the run `start()` opened last in this process
