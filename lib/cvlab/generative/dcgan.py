@@ -309,7 +309,7 @@ class GANTrainer:
             targets = self._targets(n, jitter)
 
             def d_loss_fn():
-                scores = disc(images, training=True)
+                scores = ops.cast(disc(images, training=True), "float32")  # mixed precision
                 return ops.mean(bce(targets, scores)), scores
 
             d_loss, scores, grads = gradients(d_loss_fn, disc.trainable_variables)
@@ -318,7 +318,7 @@ class GANTrainer:
             # (2) the generator, through the discriminator, which is not updated: new noise,
             # and the target "real" for every image it makes.
             def g_loss_fn():
-                g_scores = disc(gen(g_noise, training=True), training=True)
+                g_scores = ops.cast(disc(gen(g_noise, training=True), training=True), "float32")
                 return ops.mean(bce(ops.ones((n, 1)), g_scores)), None
 
             g_loss, _, grads = gradients(g_loss_fn, gen.trainable_variables)
@@ -351,6 +351,7 @@ class GANTrainer:
 
             def d_loss_fn(d_tv):
                 scores, new_d_ntv = disc.stateless_call(d_tv, d_ntv, images, training=True)
+                scores = ops.cast(scores, "float32")  # the losses in float32 under mixed precision
                 return ops.mean(bce(targets, scores)), (scores, new_d_ntv)
 
             (d_loss, (scores, d_ntv)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_tv)
@@ -359,6 +360,7 @@ class GANTrainer:
             def g_loss_fn(g_tv):
                 generated, new_g_ntv = gen.stateless_call(g_tv, g_ntv, g_noise, training=True)
                 g_scores, new_d_ntv = disc.stateless_call(d_tv, d_ntv, generated, training=True)
+                g_scores = ops.cast(g_scores, "float32")
                 return ops.mean(bce(ops.ones((n, 1)), g_scores)), (new_g_ntv, new_d_ntv)
 
             (g_loss, (g_ntv, d_ntv)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_tv)

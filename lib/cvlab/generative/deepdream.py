@@ -160,7 +160,7 @@ class DeepDream:
         acts = self.net(image)
         terms = {}
         for layer in self.layer_weights:
-            x = acts[layer]
+            x = ops.cast(acts[layer], "float32")  # float16 activations would overflow the sum
             scaling = ops.prod(ops.cast(ops.shape(x), "float32"))
             terms[layer] = ops.sum(ops.square(x[:, BORDER:-BORDER, BORDER:-BORDER, :])) / scaling
         return terms

@@ -188,8 +188,8 @@ class StyleTransfer:
         self.size = self.content.shape[:2]
         self.style = resize(fit(style, None), self.size)
         ops = keras.ops
-        content_acts = net(ops.convert_to_tensor(self.content[None]))
-        style_acts = net(ops.convert_to_tensor(self.style[None]))
+        content_acts = self._float32(net(ops.convert_to_tensor(self.content[None])))
+        style_acts = self._float32(net(ops.convert_to_tensor(self.style[None])))
         # the targets are arguments of the compiled function, not constants baked into it
         self._content_target = ops.stop_gradient(content_acts[settings.content_layer][0])
         self._style_grams = [
@@ -208,11 +208,16 @@ class StyleTransfer:
         return cls(net, content, style, settings)
 
     # -- the loss ---------------------------------------------------------------------------
+    @staticmethod
+    def _float32(acts: dict[str, Any]) -> dict[str, Any]:
+        """Activations in float32 whatever the network computes in (Gram sums overflow float16)."""
+        return {k: keras.ops.cast(v, "float32") for k, v in acts.items()}
+
     def _terms(self, image, content_target=None, style_grams=None):
         s = self.settings
         content_target = self._content_target if content_target is None else content_target
         style_grams = self._style_grams if style_grams is None else style_grams
-        acts = self.net(image)
+        acts = self._float32(self.net(image))
         content = content_loss(content_target, acts[s.content_layer][0])
         size = self.size if s.gram_norm == "image" else None
         style = sum(
