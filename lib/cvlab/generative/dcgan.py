@@ -12,10 +12,14 @@ Book ch. 16.2 builds the two networks; ch. 16.3 trains them on MNIST:
   Both with binary cross-entropy and Adam (lr 0.0002, beta_1 0.5, decay 0.0002/epochs), batch 128,
   50 epochs, noise uniform in [-1, 1].
 
-`GANTrainer.train_step` does one such alternating update as one compiled TensorFlow function (the
-networks themselves are plain Keras layers; the gradients use `tf.GradientTape`, the one part that
-is backend-specific). `train` loops over epochs, saves a grid of samples on fixed noise every N
-steps, logs the losses per epoch to the run and times every step.
+`GANTrainer.train_step` does one such alternating update on whichever Keras backend runs, the way
+Keras 3 documents custom training steps per backend: under TensorFlow `tf.GradientTape` in one
+`tf.function`; under JAX `stateless_call` + `jax.value_and_grad` + the optimizers'
+`stateless_apply` in one `jax.jit` (the new weights assigned back after each step); under PyTorch
+`torch.autograd.grad` and the optimizers' `apply`, eagerly. The noise (and the label jitter) is
+drawn on the host from a seeded NumPy generator, so the same seed gives the same numbers on every
+backend. `train` loops over epochs, saves a grid of samples on fixed noise every N steps, logs the
+losses per epoch to the run and times every step.
 """
 
 from __future__ import annotations
@@ -217,8 +221,6 @@ class GANTrainer:
         label_noise: float = 0.0,
         seed: int = 0,
     ):
-        import tensorflow as tf
-
         if noise not in ("uniform", "normal"):
             raise ValueError(f"noise={noise!r}: 'uniform' (the book) or 'normal' (Chollet)")
         if not 0.0 <= label_noise < 0.5:
@@ -230,56 +232,158 @@ class GANTrainer:
         self.noise = noise
         self.label_noise = float(label_noise)
         self.latent_dim = int(generator.input_shape[-1])
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.rng = np.random.default_rng(seed)  # the step's noise: same numbers on any backend
         self.d_optimizer.build(discriminator.trainable_variables)
         self.g_optimizer.build(generator.trainable_variables)
-        self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        self.backend = keras.backend.backend()
+        self._step = self._compile()
 
-    def sample_noise(self, n: Any) -> Any:
-        """`n` noise vectors (a tensor inside the step; seeded, so runs repeat)."""
-        shape = (n, self.latent_dim)
+    def sample_noise(self, n: Any) -> np.ndarray:
+        """`n` noise vectors from the trainer's seeded generator (so runs repeat)."""
+        shape = (int(n), self.latent_dim)
         if self.noise == "uniform":
-            return keras.random.uniform(shape, -1.0, 1.0, seed=self.seed_generator)
-        return keras.random.normal(shape, seed=self.seed_generator)
+            return self.rng.uniform(-1.0, 1.0, size=shape).astype("float32")
+        return self.rng.standard_normal(shape).astype("float32")
 
-    def _train_step(self, real: Any) -> dict[str, Any]:
-        import tensorflow as tf
+    def train_step(self, real: Any) -> dict[str, Any]:
+        """One alternating update on a batch of real images; the losses and D's mean scores
+        (backend tensors: `float()` them)."""
+        real = ops.convert_to_tensor(real, dtype="float32")
+        n = int(ops.shape(real)[0])
+        d_noise, g_noise = self.sample_noise(n), self.sample_noise(n)
+        if self.label_noise:
+            jitter = self.rng.uniform(0.0, 1.0, size=(2 * n, 1)).astype("float32")
+        else:
+            jitter = np.zeros((2 * n, 1), "float32")
+        convert = ops.convert_to_tensor
+        return self._step(real, convert(d_noise), convert(g_noise), convert(jitter))
 
-        bce = keras.losses.binary_crossentropy
-        n = ops.shape(real)[0]
-        # (1) the discriminator: real images are 1, generated ones 0 (one mixed batch, as the
-        # book concatenates them; with no batch norm in it, the order inside does not matter).
-        fake = self.generator(self.sample_noise(n), training=True)
-        images = ops.concatenate([real, fake], axis=0)
+    # -- the step on each backend -----------------------------------------------------------
+    def _targets(self, n: int, jitter):
+        """Real images 1, generated ones 0, moved inwards by `label_noise · jitter`."""
         targets = ops.concatenate([ops.ones((n, 1)), ops.zeros((n, 1))], axis=0)
         if self.label_noise:
-            jitter = keras.random.uniform(ops.shape(targets), 0.0, 1.0, seed=self.seed_generator)
             targets = targets + self.label_noise * jitter * (1.0 - 2.0 * targets)
-        with tf.GradientTape() as tape:
-            scores = self.discriminator(images, training=True)
-            d_loss = ops.mean(bce(targets, scores))
-        d_vars = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars, strict=True))
-        # (2) the generator, through the discriminator, which is not updated: new noise, and
-        # the target "real" for every image it makes.
-        with tf.GradientTape() as tape:
-            generated = self.generator(self.sample_noise(n), training=True)
-            g_scores = self.discriminator(generated, training=True)
-            g_loss = ops.mean(bce(ops.ones((n, 1)), g_scores))
-        g_vars = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars, strict=True))
-        return {
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-            "d_real": ops.mean(scores[:n]),  # the discriminator's mean P(real) on real images
-            "d_fake": ops.mean(scores[n:]),  # ... and on generated ones, before its update
-        }
+        return targets
+
+    def _compile(self) -> Callable[..., dict[str, Any]]:
+        if self.backend == "jax":
+            return self._jax_step()
+        if self.backend == "tensorflow":
+            import tensorflow as tf  # lazy: tensorflow
+
+            def gradients(loss_fn, variables):
+                with tf.GradientTape() as tape:
+                    loss, aux = loss_fn()
+                return loss, aux, tape.gradient(loss, variables)
+
+            step = self._stateful_step(gradients, apply=lambda opt, g, v: opt.apply(g, v))
+            return tf.function(step, reduce_retracing=True)
+        if self.backend == "torch":
+            import torch  # lazy: torch
+
+            def gradients(loss_fn, variables):
+                loss, aux = loss_fn()
+                return loss, aux, torch.autograd.grad(loss, [v.value for v in variables])
+
+            def apply(optimizer, grads, variables):
+                with torch.no_grad():
+                    optimizer.apply(grads, variables)
+
+            step = self._stateful_step(gradients, apply)
+            return lambda *args: {k: v.detach() for k, v in step(*args).items()}
+        raise NotImplementedError(f"KERAS_BACKEND={self.backend}: use tensorflow, jax or torch")
+
+    def _stateful_step(self, gradients, apply):
+        """The step on the networks' own variables (TensorFlow, PyTorch): `gradients(loss_fn,
+        variables)` is the backend's autodiff, `apply(optimizer, grads, variables)` its update."""
+        bce = keras.losses.binary_crossentropy
+        gen, disc = self.generator, self.discriminator
+
+        def step(real, d_noise, g_noise, jitter):
+            n = ops.shape(real)[0]
+            # (1) the discriminator: real images are 1, generated ones 0 (one mixed batch, as
+            # the book concatenates them; with no batch norm in it, the order does not matter).
+            fake = ops.stop_gradient(gen(d_noise, training=True))
+            images = ops.concatenate([real, fake], axis=0)
+            targets = self._targets(n, jitter)
+
+            def d_loss_fn():
+                scores = ops.cast(disc(images, training=True), "float32")  # mixed precision
+                return ops.mean(bce(targets, scores)), scores
+
+            d_loss, scores, grads = gradients(d_loss_fn, disc.trainable_variables)
+            apply(self.d_optimizer, grads, disc.trainable_variables)
+
+            # (2) the generator, through the discriminator, which is not updated: new noise,
+            # and the target "real" for every image it makes.
+            def g_loss_fn():
+                g_scores = ops.cast(disc(gen(g_noise, training=True), training=True), "float32")
+                return ops.mean(bce(ops.ones((n, 1)), g_scores)), None
+
+            g_loss, _, grads = gradients(g_loss_fn, gen.trainable_variables)
+            apply(self.g_optimizer, grads, gen.trainable_variables)
+            return _metrics(d_loss, g_loss, scores, n)
+
+        return step
+
+    def _jax_step(self):
+        """The step as a pure function of the weights, jitted, for JAX (Keras' documented way:
+        `stateless_call`, `jax.value_and_grad`, `stateless_apply`); the new values are assigned
+        back to the variables after every step, so the models stay current between steps."""
+        import jax  # lazy: jax
+
+        bce = keras.losses.binary_crossentropy
+        gen, disc = self.generator, self.discriminator
+        d_opt, g_opt = self.d_optimizer, self.g_optimizer
+        groups = (
+            gen.trainable_variables, gen.non_trainable_variables,
+            disc.trainable_variables, disc.non_trainable_variables,
+            d_opt.variables, g_opt.variables,
+        )  # fmt: skip
+
+        def pure(state, real, d_noise, g_noise, jitter):
+            g_tv, g_ntv, d_tv, d_ntv, d_ov, g_ov = state
+            n = real.shape[0]
+            fake, g_ntv = gen.stateless_call(g_tv, g_ntv, d_noise, training=True)
+            images = ops.concatenate([real, ops.stop_gradient(fake)], axis=0)
+            targets = self._targets(n, jitter)
+
+            def d_loss_fn(d_tv):
+                scores, new_d_ntv = disc.stateless_call(d_tv, d_ntv, images, training=True)
+                scores = ops.cast(scores, "float32")  # the losses in float32 under mixed precision
+                return ops.mean(bce(targets, scores)), (scores, new_d_ntv)
+
+            (d_loss, (scores, d_ntv)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_tv)
+            d_tv, d_ov = d_opt.stateless_apply(d_ov, grads, d_tv)
+
+            def g_loss_fn(g_tv):
+                generated, new_g_ntv = gen.stateless_call(g_tv, g_ntv, g_noise, training=True)
+                g_scores, new_d_ntv = disc.stateless_call(d_tv, d_ntv, generated, training=True)
+                g_scores = ops.cast(g_scores, "float32")
+                return ops.mean(bce(ops.ones((n, 1)), g_scores)), (new_g_ntv, new_d_ntv)
+
+            (g_loss, (g_ntv, d_ntv)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_tv)
+            g_tv, g_ov = g_opt.stateless_apply(g_ov, grads, g_tv)
+            return _metrics(d_loss, g_loss, scores, n), (g_tv, g_ntv, d_tv, d_ntv, d_ov, g_ov)
+
+        jitted = jax.jit(pure)
+
+        def step(real, d_noise, g_noise, jitter):
+            state = tuple([v.value for v in group] for group in groups)
+            metrics, state = jitted(state, real, d_noise, g_noise, jitter)
+            for group, values in zip(groups, state, strict=True):
+                for variable, value in zip(group, values, strict=True):
+                    variable.assign(value)
+            return metrics
+
+        return step
 
     def generate(self, noise: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Images for the given noise vectors, in inference mode, as float32 in [-1, 1]."""
         return np.concatenate(
             [
-                np.asarray(self.generator(noise[i : i + batch_size], training=False))
+                ops.convert_to_numpy(self.generator(noise[i : i + batch_size], training=False))
                 for i in range(0, len(noise), batch_size)
             ]
         )
@@ -290,6 +394,15 @@ class GANTrainer:
         if self.noise == "uniform":
             return rng.uniform(-1.0, 1.0, size=(n, self.latent_dim)).astype("float32")
         return rng.standard_normal((n, self.latent_dim)).astype("float32")
+
+
+def _metrics(d_loss, g_loss, scores, n) -> dict[str, Any]:
+    return {
+        "d_loss": d_loss,
+        "g_loss": g_loss,
+        "d_real": ops.mean(scores[:n]),  # the discriminator's mean P(real) on real images
+        "d_fake": ops.mean(scores[n:]),  # ... and on generated ones, before its update
+    }
 
 
 # --- sample grids -----------------------------------------------------------------------------
@@ -358,8 +471,6 @@ def train(
     add values (a quality score); the epoch's mean losses, those values and the seconds it took go
     to `run.log_epoch`. A NaN loss marks the run diverged and stops training.
     """
-    import tensorflow as tf
-
     if len(images) < batch_size:
         raise ValueError(f"{len(images)} images: fewer than one batch of {batch_size}")
     history = GANHistory()
@@ -385,7 +496,7 @@ def train(
         order = rng.permutation(len(data))
         sums: dict[str, float] = {}
         for b in range(batches):
-            batch = tf.constant(data[order[b * batch_size : (b + 1) * batch_size]])
+            batch = data[order[b * batch_size : (b + 1) * batch_size]]
             t0 = time.perf_counter()
             out = {k: float(v) for k, v in trainer.train_step(batch).items()}  # float() waits
             history.step_seconds.append(time.perf_counter() - t0)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 import numpy as np
 
 from cvlab.figures import new_figure
@@ -39,6 +40,7 @@ from cvlab.generative.features import (
     resolve,
     to_uint8,
 )
+from cvlab.generative.gradients import compiled, value_and_grad
 
 PIXELS_PER_UNIT = 127.5  # one unit of Inception's [-1, 1] input scale, in 0-255 pixels
 BORDER = 2  # activation pixels left out of the loss on each side (the book's x[:, 2:-2, 2:-2])
@@ -133,8 +135,6 @@ class DeepDream:
     """Gradient ascent on `net`'s layers, weighted by `layer_weights` ({layer: weight})."""
 
     def __init__(self, net: FeatureNet, layer_weights: dict[str, float]):
-        import tensorflow as tf
-
         if not layer_weights:
             raise ValueError("layer_weights is empty: name at least one layer to dream on")
         missing = [layer for layer in layer_weights if layer not in net.layers]
@@ -142,8 +142,9 @@ class DeepDream:
             raise ValueError(f"the network was cut at {net.layers}, not at {missing}")
         self.net = net
         self.layer_weights = {k: float(v) for k, v in layer_weights.items()}
-        self._step = tf.function(self._ascent_step, reduce_retracing=True)
-        self._terms_fn = tf.function(self._terms, reduce_retracing=True)
+        weights = net.model.variables
+        self._grad = value_and_grad(self._loss_and_terms, weights)  # compiled per backend
+        self._terms_fn = compiled(self._terms, weights)
 
     @classmethod
     def prepare(cls, backbone: str, layer_weights: dict[str, float]) -> DeepDream:
@@ -155,33 +156,35 @@ class DeepDream:
 
     def _terms(self, image):
         """Per layer: sum(activation²) over the map less its border / size of the whole map."""
-        import keras
-
         ops = keras.ops
         acts = self.net(image)
         terms = {}
         for layer in self.layer_weights:
-            x = acts[layer]
+            x = ops.cast(acts[layer], "float32")  # float16 activations would overflow the sum
             scaling = ops.prod(ops.cast(ops.shape(x), "float32"))
             terms[layer] = ops.sum(ops.square(x[:, BORDER:-BORDER, BORDER:-BORDER, :])) / scaling
         return terms
 
-    def _ascent_step(self, image, step, shift):
-        import tensorflow as tf
+    def _loss_and_terms(self, image):
+        terms = self._terms(image)
+        return sum(self.layer_weights[k] * terms[k] for k in self.layer_weights), terms
 
-        rolled = tf.roll(image, shift, axis=[1, 2])
-        with tf.GradientTape() as tape:
-            tape.watch(rolled)
-            terms = self._terms(rolled)
-            loss = tf.add_n([self.layer_weights[k] * terms[k] for k in self.layer_weights])
-        grads = tape.gradient(loss, rolled)
-        grads /= tf.maximum(tf.reduce_mean(tf.abs(grads)), 1e-7)
-        grads = tf.roll(grads, -shift, axis=[1, 2])
+    def _ascent_step(self, image, step: float, shift: tuple[int, int]):
+        """One step from `image` (1, h, w, 3): the gradient at the image rolled by `shift`,
+        divided by its mean absolute value, rolled back; the new image, loss and terms. The
+        rolls stay outside the compiled gradient (a roll is a permutation, so rolling the
+        gradient back is the gradient at the unrolled image) and take plain ints everywhere."""
+        ops = keras.ops
+        rolled = ops.roll(image, shift, axis=(1, 2)) if any(shift) else image
+        loss, terms, grads = self._grad(rolled)
+        grads = grads / ops.maximum(ops.mean(ops.abs(grads)), 1e-7)
+        if any(shift):
+            grads = ops.roll(grads, (-shift[0], -shift[1]), axis=(1, 2))
         return image + step * grads, loss, terms
 
     def activations(self, image) -> dict[str, float]:
         """Each dream layer's mean squared activation (border left out) for an HxWx3 image."""
-        terms = self._terms_fn(np.asarray(image, dtype="float32")[None])
+        terms = self._terms_fn(keras.ops.convert_to_tensor(np.asarray(image, "float32")[None]))
         return {k: float(v) for k, v in terms.items()}
 
     def loss(self, image) -> float:
@@ -200,21 +203,19 @@ class DeepDream:
         on_step: Callable[[float], Any] | None = None,
     ) -> tuple[np.ndarray, int, bool]:
         """The book's gradient_ascent on one octave: the image, steps taken, stopped early."""
-        import tensorflow as tf
-
         rng = rng or np.random.default_rng(0)
-        x = tf.convert_to_tensor(np.asarray(image, dtype="float32")[None])
-        pixel_step = tf.constant(step * PIXELS_PER_UNIT, dtype="float32")
+        x = keras.ops.convert_to_tensor(np.asarray(image, dtype="float32")[None])
+        pixel_step = step * PIXELS_PER_UNIT
         for i in range(iterations):
             shift = rng.integers(-jitter, jitter + 1, size=2) if jitter else np.zeros(2, int)
-            new, loss, _ = self._step(x, pixel_step, tf.constant(shift, dtype="int32"))
+            new, loss, _ = self._ascent_step(x, pixel_step, (int(shift[0]), int(shift[1])))
             loss = float(loss)
             if loss > max_loss:  # the book tests the loss before taking the step
-                return np.asarray(x[0]), i, True
+                return keras.ops.convert_to_numpy(x[0]), i, True
             x = new
             if on_step is not None:
                 on_step(loss)
-        return np.asarray(x[0]), iterations, False
+        return keras.ops.convert_to_numpy(x[0]), iterations, False
 
     def run(
         self,

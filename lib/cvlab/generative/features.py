@@ -82,8 +82,10 @@ class FeatureNet:
 
     def activations(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """The layers' activations for one HxWx3 image (0-255), as numpy arrays (h, w, c)."""
-        batch = np.asarray(image, dtype="float32")[None]
-        return {k: np.asarray(v)[0] for k, v in self(batch).items()}
+        import keras  # lazy: keras
+
+        batch = keras.ops.convert_to_tensor(np.asarray(image, dtype="float32")[None])
+        return {k: keras.ops.convert_to_numpy(v)[0] for k, v in self(batch).items()}
 
 
 def vgg_preprocess(x):

@@ -20,7 +20,8 @@ The loss is the book's (ch. 15.2.2), term for term:
 total = content_weight·content + style_weight·style + tv_weight·tv. The image is optimised in
 0-255 pixel units (the network's preprocessing is inside `FeatureNet`), which gives the same
 losses as the book's preprocessed BGR image: all three terms ignore a constant shift. Each loss
-and gradient evaluation is one compiled TensorFlow function.
+and gradient evaluation is one compiled function on any Keras backend (`gradients.value_and_grad`:
+tf.function on TensorFlow, jax.jit on JAX, autograd on PyTorch).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import keras
 import numpy as np
 
 from cvlab.generative.features import (
@@ -41,6 +43,7 @@ from cvlab.generative.features import (
     resolve,
     to_uint8,
 )
+from cvlab.generative.gradients import value_and_grad
 
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 BOOK_SOURCE = (
@@ -56,8 +59,6 @@ BOOK_SOURCE = (
 def gram_matrix(features):
     """The Gram matrix of (h, w, c) activations: (c, c), entry (i, j) the inner product of
     channel i's and channel j's maps (the book's permute, flatten, dot)."""
-    import keras
-
     ops = keras.ops
     channels = ops.shape(features)[-1]
     flat = ops.reshape(ops.transpose(features, (2, 0, 1)), (channels, -1))
@@ -67,8 +68,6 @@ def gram_matrix(features):
 def content_loss(content_features, output_features):
     """Sum of squared differences of the content layer's activations (the book's
     featureReconLoss)."""
-    import keras
-
     return keras.ops.sum(keras.ops.square(output_features - content_features))
 
 
@@ -80,8 +79,6 @@ def style_loss(style_gram, output_features, image_size: tuple[int, int] | None):
     sum((G - A)²) / (4·c²·(h·w)²) with (h, w, c) the *layer's* shape. The book's scale divides
     every layer by the same number, so a layer at stride s weighs s⁴ less than one at full
     resolution (its Gram sums s² fewer positions); per layer, every depth counts the same."""
-    import keras
-
     ops = keras.ops
     if image_size is not None:
         height, width = image_size
@@ -95,8 +92,6 @@ def style_loss(style_gram, output_features, image_size: tuple[int, int] | None):
 def total_variation_loss(image):
     """The book's tvLoss on a (1, h, w, 3) image: sum of (dy² + dx²)^1.25 over the pixels that
     have both a lower and a right neighbour."""
-    import keras
-
     ops = keras.ops
     a = ops.square(image[:, :-1, :-1, :] - image[:, 1:, :-1, :])
     b = ops.square(image[:, :-1, :-1, :] - image[:, :-1, 1:, :])
@@ -185,8 +180,6 @@ class StyleTransfer:
     the photo's size, as the book does, so that their Gram matrices are on the same footing."""
 
     def __init__(self, net: FeatureNet, content, style, settings: Settings):
-        import tensorflow as tf
-
         missing = [layer for layer in settings.layers if layer not in net.layers]
         if missing:
             raise ValueError(f"the network was cut at {net.layers}, not at {missing}")
@@ -194,13 +187,15 @@ class StyleTransfer:
         self.content = fit(content, None)
         self.size = self.content.shape[:2]
         self.style = resize(fit(style, None), self.size)
-        content_acts = net(self.content[None])
-        style_acts = net(self.style[None])
-        self._content_target = tf.constant(content_acts[settings.content_layer][0])
+        ops = keras.ops
+        content_acts = self._float32(net(ops.convert_to_tensor(self.content[None])))
+        style_acts = self._float32(net(ops.convert_to_tensor(self.style[None])))
+        # the targets are arguments of the compiled function, not constants baked into it
+        self._content_target = ops.stop_gradient(content_acts[settings.content_layer][0])
         self._style_grams = [
-            tf.constant(gram_matrix(style_acts[layer][0])) for layer in settings.style_layers
+            ops.stop_gradient(gram_matrix(style_acts[layer][0])) for layer in settings.style_layers
         ]
-        self._compiled = tf.function(self._loss_and_grads, reduce_retracing=True)
+        self._grad = value_and_grad(self._loss_terms, net.model.variables)
 
     @classmethod
     def prepare(cls, settings: Settings, content, style) -> StyleTransfer:
@@ -213,30 +208,38 @@ class StyleTransfer:
         return cls(net, content, style, settings)
 
     # -- the loss ---------------------------------------------------------------------------
-    def _terms(self, image):
+    @staticmethod
+    def _float32(acts: dict[str, Any]) -> dict[str, Any]:
+        """Activations in float32 whatever the network computes in (Gram sums overflow float16)."""
+        return {k: keras.ops.cast(v, "float32") for k, v in acts.items()}
+
+    def _terms(self, image, content_target=None, style_grams=None):
         s = self.settings
-        acts = self.net(image)
-        content = content_loss(self._content_target, acts[s.content_layer][0])
+        content_target = self._content_target if content_target is None else content_target
+        style_grams = self._style_grams if style_grams is None else style_grams
+        acts = self._float32(self.net(image))
+        content = content_loss(content_target, acts[s.content_layer][0])
         size = self.size if s.gram_norm == "image" else None
         style = sum(
             style_loss(gram, acts[layer][0], size)
-            for gram, layer in zip(self._style_grams, s.style_layers, strict=True)
+            for gram, layer in zip(style_grams, s.style_layers, strict=True)
         ) / len(s.style_layers)
         tv = total_variation_loss(image)
         total = s.content_weight * content + s.style_weight * style + s.tv_weight * tv
         return {"loss": total, "content_loss": content, "style_loss": style, "tv_loss": tv}
 
-    def _loss_and_grads(self, image):
-        import tensorflow as tf
+    def _loss_terms(self, image, content_target, style_grams):
+        terms = self._terms(image, content_target, style_grams)
+        return terms["loss"], terms
 
-        with tf.GradientTape() as tape:
-            tape.watch(image)
-            terms = self._terms(image)
-        return terms, tape.gradient(terms["loss"], image)
+    def _loss_and_grads(self, image):
+        """The terms and d loss / d image for a (1, h, w, 3) batch, one compiled evaluation."""
+        _, terms, grads = self._grad(image, self._content_target, list(self._style_grams))
+        return terms, grads
 
     def losses(self, image) -> dict[str, float]:
         """The loss and its three (unweighted) terms for an HxWx3 0-255 image."""
-        terms, _ = self._compiled(np.asarray(image, dtype="float32")[None])
+        terms, _ = self._loss_and_grads(np.asarray(image, dtype="float32")[None])
         return {k: float(v) for k, v in terms.items()}
 
     def initial_image(self, init: str = "noise", seed: int = 0) -> np.ndarray:
@@ -300,11 +303,11 @@ class StyleTransfer:
 
         def loss_and_grad(flat: np.ndarray):
             count[0] += 1
-            terms, grads = self._compiled(flat.reshape(1, *shape).astype("float32"))
+            terms, grads = self._loss_and_grads(flat.reshape(1, *shape).astype("float32"))
             values = {k: float(v) for k, v in terms.items()}
             if values["loss"] < best["loss"]:
                 best.update(values)
-            return values["loss"], np.asarray(grads, dtype="float64").ravel()
+            return values["loss"], keras.ops.convert_to_numpy(grads).astype("float64").ravel()
 
         bounds = [(0.0, 255.0)] * image.size if self.settings.bounded else None
         x, _, _ = fmin_l_bfgs_b(
@@ -314,39 +317,28 @@ class StyleTransfer:
 
 
 class _AdamStep:
-    """Adam on the image, each step one compiled function (gradient and update together)."""
+    """Adam on the image: Keras' own optimizer on a `keras.Variable` holding it (the gradient one
+    compiled evaluation, the update Keras' Adam, which runs on every backend)."""
 
     def __init__(self, transfer: StyleTransfer, image: np.ndarray, learning_rate: float):
-        import tensorflow as tf
-
         self.transfer = transfer
-        self.image = tf.Variable(image[None])
-        self.m = tf.Variable(tf.zeros_like(self.image))
-        self.v = tf.Variable(tf.zeros_like(self.image))
-        self.t = tf.Variable(0.0)
+        self.image = keras.Variable(np.asarray(image, "float32")[None], name="style_image")
+        self.optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999)
+        self.optimizer.build([self.image])
         self.lr = learning_rate
-        self._step = tf.function(self._update)
 
     def _update(self):
-        import tensorflow as tf
-
-        b1, b2, eps = 0.9, 0.999, 1e-7
-        terms, grads = self.transfer._loss_and_grads(tf.convert_to_tensor(self.image))
-        self.t.assign_add(1.0)
-        self.m.assign(b1 * self.m + (1 - b1) * grads)
-        self.v.assign(b2 * self.v + (1 - b2) * tf.square(grads))
-        m_hat = self.m / (1 - b1**self.t)
-        v_hat = self.v / (1 - b2**self.t)
-        self.image.assign_sub(self.lr * m_hat / (tf.sqrt(v_hat) + eps))
+        terms, grads = self.transfer._loss_and_grads(self.image.value)
+        self.optimizer.apply([grads], [self.image])
         if self.transfer.settings.bounded:
-            self.image.assign(tf.clip_by_value(self.image, 0.0, 255.0))
+            self.image.assign(keras.ops.clip(self.image.value, 0.0, 255.0))
         return terms
 
     def round(self, steps: int):
         for _ in range(steps):
-            terms = self._step()
+            terms = self._update()
         values = {k: float(v) for k, v in terms.items()}  # before the round's last update
-        return np.asarray(self.image[0]), values, steps
+        return keras.ops.convert_to_numpy(self.image.value)[0], values, steps
 
 
 def summary(result: StyleResult) -> dict[str, float]:
