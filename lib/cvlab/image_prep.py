@@ -307,8 +307,8 @@ def resize_tensor(x: Any, size: int | Sequence[int], *, aspect: bool = False, me
             height, width = crop_h, crop_w
     if (height, width) == hw:
         return x
-    if _backend() != "tensorflow":
-        return resize_array(x, hw, method=method)
+    if "tensorflow" not in type(x).__module__ and _backend() != "tensorflow":
+        return resize_array(x, hw, method=method)  # NumPy or a JAX/PyTorch tensor
     import tensorflow as tf  # lazy: tensorflow
 
     return tf.image.resize(x, hw, method=method, antialias=True)
