@@ -148,6 +148,9 @@ def make_pipeline(
     if loader == "auto":
         loader = "tf.data" if _backend() == "tensorflow" else "pydataset"
     if loader == "pydataset":
+        if getattr(augmentation, "built", True) is False:  # built here, not by racing threads
+            out_hw = resize_hw or crop_hw or tuple(shape[:2])
+            augmentation.build((None, *out_hw, shape[-1]))
         plan = _BatchPlan(
             images=data, labels=label_data, path=path, n=n, shape=tuple(shape),
             batch_size=int(batch_size), training=training, crop_hw=crop_hw,
