@@ -145,6 +145,20 @@ history = model.fit(train, validation_data=val, epochs=2, verbose=0)
 out["losses"] = history.history["loss"]
 scores = evaluate_classifier(model, make_pipeline(x, y, batch_size=8, crop=24), None, list("abcde"))
 out["rank1"] = scores["rank1"]
+# the chapters' other pipelines: surgery's (mapped through a backbone's input), SRCNN's patches
+from cvlab.data.dataset import Dataset
+from cvlab.generative.srcnn import patch_dataset
+from cvlab.transfer.surgery import pipelines
+unit = (x / 255.0).astype(np.float32)
+data = Dataset("t", unit, y, unit[:0], y[:0], unit[:7], y[:7], list("abcde"))
+train_ds, val_ds, test_ds = pipelines(data, batch_size=4, augment={"horizontal_flip": True},
+                                      preprocess=lambda b: b * 2.0, seed=0)
+out["surgery_test"] = np.concatenate([np.asarray(a) for a, _ in test_ds]).tolist()
+out["surgery_train"] = list(np.asarray(keras.ops.convert_to_numpy(train_ds[0][0])).shape)
+patches = patch_dataset(x[:, :9, :9], x[:, :5, :5], 8, seed=0)
+seen = [(np.asarray(a), np.asarray(b)) for a, b in patches]
+out["srcnn"] = [len(seen), str(seen[0][0].dtype), int(sum(len(a) for a, _ in seen)),
+                float(np.concatenate([a for a, _ in seen]).sum())]
 out["tensorflow_imported"] = "tensorflow" in sys.modules
 print("RESULT" + json.dumps(out))
 """
@@ -180,3 +194,6 @@ def test_jax_and_torch_pipelines_match_tf_data_and_train_without_tensorflow(back
     assert np.abs(np.asarray(out["photo"]) - photo).max() <= 1
     assert len(out["losses"]) == 2 and all(np.isfinite(out["losses"]))
     assert 0.0 <= out["rank1"] <= 1.0
+    np.testing.assert_allclose(out["surgery_test"], x[:7] / 255.0 * 2.0, rtol=0, atol=1e-5)
+    assert out["surgery_train"] == [4, 40, 36, 3]
+    assert out["srcnn"] == [3, "float32", 23, float(x[:, :9, :9].astype(np.float64).sum())]
