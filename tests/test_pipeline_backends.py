@@ -137,7 +137,8 @@ np.random.seed(0)  # not keras.utils.set_random_seed: it imports TensorFlow wher
 model = keras.Sequential([keras.Input((24, 24, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")])
 model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
-augment = {"horizontal_flip": True, "rotation": 10, "zoom": 0.1, "brightness": 0.1}
+augment = {"horizontal_flip": True, "rotation": 10, "zoom": 0.1, "brightness": 0.1,
+           "contrast": 0.1, "shear": 0.1, "width_shift": 0.1}
 train = make_pipeline(x, y, batch_size=8, training=True, crop=24, augment=augment, seed=0,
                       num_classes=5, workers=2)
 val = make_pipeline(x, y, batch_size=8, crop=24, num_classes=5)
