@@ -90,6 +90,12 @@ def test_the_pydataset_reads_hdf5_in_memory_and_in_blocks(tmp_path, monkeypatch)
     order = train.plan.order(0)
     assert not np.array_equal(order, np.arange(23)) and sorted(order) == list(range(23))
     assert (np.diff(order // 6) != 0).sum() == 3  # four blocks, each read whole in turn
+    x, _ = _data()
+    for i in range(len(train)):  # each row read back in its shuffled place, image with label
+        images, batch_labels = train[i]
+        rows = train.plan.rows(i, 1)
+        np.testing.assert_array_equal(images, x[rows] / np.float32(255.0))
+        np.testing.assert_array_equal(batch_labels, labels[rows])
     again = make_pipeline(path, batch_size=4, training=True, seed=3, loader="pydataset")
     np.testing.assert_array_equal(again.plan.order(0), order)
 

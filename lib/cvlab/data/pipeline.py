@@ -161,7 +161,13 @@ def make_pipeline(
         default_workers = min(4, os.cpu_count() or 1)
         return batch_source_class()(plan, workers=default_workers if workers is None else workers)
 
-    import tensorflow as tf  # lazy: tensorflow
+    try:
+        import tensorflow as tf  # lazy: tensorflow
+    except ImportError as exc:
+        raise ImportError(
+            f"make_pipeline(loader={loader!r}) needs TensorFlow, which is not installed; "
+            "use loader='pydataset' (the default under the JAX and PyTorch backends)"
+        ) from exc
 
     if data is not None:
         ds = tf.data.Dataset.from_tensor_slices((data, label_data))
