@@ -5,12 +5,18 @@ A. `model.fit` on in-memory float arrays (the plain way);
 B. `model.fit` on the cvlab pipeline (`cvlab.data.make_pipeline`: uint8 images, cast, mean
    subtraction, shuffling, batching and prefetch in tf.data).
 
+Then the same small fit under each Keras backend side by side (`--backends`; one subprocess
+each, since Keras reads its backend at import): the same uint8 images, the same model and
+`make_pipeline` (tf.data under TensorFlow, the PyDataset under JAX and PyTorch), 2 epochs,
+images/s of the second (the first compiles), and the ratio to TensorFlow.
+
 Target: B / A ≥ 0.95 for every model. The run record's per-epoch work (history.csv and the
 curves plot) is a fixed cost per epoch, measured on its own and set against a full epoch. Last,
 the per-epoch time the rates imply for the book's full recipes on this machine (CIFAR-10: 50,000
 training images; Tiny ImageNet: 100,000).
 
     python bench/train_throughput.py [--models resnet-cifar10,minigooglenet] [--images 256]
+    python bench/train_throughput.py --models "" --backends tensorflow,jax,torch
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -46,7 +56,7 @@ def _model(name: str):
     import keras
 
     registry_name, options, shape, classes = MODELS[name]
-    keras.utils.set_random_seed(0)
+    np.random.seed(0)  # keras.utils.set_random_seed would import TensorFlow under JAX/PyTorch
     model = cvlab.models.build(registry_name, input_shape=shape, classes=classes, **options)
     model.compile(
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy"
@@ -99,6 +109,67 @@ def run_record_cost(epochs: int = 20) -> float:
         return (time.perf_counter() - start) / epochs
 
 
+def backend_rate(name: str, images: int, batch_size: int, epochs: int = 2) -> dict:
+    """In this process's backend: images/s of the last of `epochs` epochs of `fit` on
+    `make_pipeline` batches (uint8 images, means, shuffling), and what fed them."""
+    import keras
+
+    _, _, shape, classes = MODELS[name]
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (images, *shape), dtype=np.uint8)
+    labels = rng.integers(0, classes, images)
+    means = compute_rgb_means(raw) if shape[-1] == 3 else None
+    pipeline = make_pipeline(
+        raw, labels, batch_size=batch_size, training=True, means=means, rescale=1 / 255.0, seed=0
+    )
+    model = _model(name)
+    ends: list[float] = []
+
+    class EpochEnds(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            ends.append(time.perf_counter())
+
+    start = time.perf_counter()
+    model.fit(pipeline, epochs=epochs, verbose=0, callbacks=[EpochEnds()])
+    last = ends[-1] - (ends[-2] if len(ends) > 1 else start)
+    return {
+        "backend": keras.config.backend(),
+        "pipeline": type(pipeline).__name__,
+        "images_per_s": images / last,
+        "tensorflow_imported": "tensorflow" in sys.modules,
+    }
+
+
+def compare_backends(backends: list[str], models: list[str], images: int, batch_size: int) -> None:
+    """One subprocess per backend and model, side by side, ratios to TensorFlow."""
+    print(f"\nthe same fit under each backend ({images} images, 2 epochs, the second timed):")
+    print(f"{'model':22} " + " ".join(f"{b:>16}" for b in backends) + "   ratios to tensorflow")
+    for name in models:
+        rates = {}
+        for backend in backends:
+            env = {**os.environ, "KERAS_BACKEND": backend}
+            command = [sys.executable, __file__, "--worker", name, "--images", str(images),
+                       "--batch-size", str(batch_size)]  # fmt: skip
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            if done.returncode or not lines:
+                print(f"  {backend}: failed\n{done.stderr[-2000:]}")
+                continue
+            rates[backend] = json.loads(lines[-1])
+        cells = " ".join(
+            f"{rates[b]['images_per_s']:12.1f} i/s" if b in rates else f"{'-':>16}"
+            for b in backends
+        )
+        base = rates.get("tensorflow", {}).get("images_per_s")
+        ratios = "  ".join(
+            f"{b} {rates[b]['images_per_s'] / base:.2f}" for b in backends if b in rates and base
+        )
+        print(f"{name:22} {cells}   {ratios}", flush=True)
+        for b, r in rates.items():
+            if b != "tensorflow" and r["tensorflow_imported"]:
+                print(f"  note: TensorFlow was imported under {b}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,7 +182,27 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--backends", default="tensorflow,jax,torch", help="side by side; empty: skip"
+    )
+    parser.add_argument("--backend-models", default="minivggnet,resnet-cifar10")
+    parser.add_argument("--backend-images", type=int, default=512)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one backend's measure, as JSON
     args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(backend_rate(args.worker, args.images, args.batch_size)))
+        return
+    if args.models:
+        compare_pipelines(args)
+    if args.backends:
+        compare_backends(
+            args.backends.split(","), args.backend_models.split(","), args.backend_images,
+            args.batch_size,
+        )  # fmt: skip
+
+
+def compare_pipelines(args) -> None:
+    """Plain `fit` against the cvlab pipeline, per model, in this process's backend."""
     print(f"{'model':22} {'plain fit':>12} {'cvlab pipeline':>15} {'ratio':>7}")
     results = {}
     for name in args.models.split(","):

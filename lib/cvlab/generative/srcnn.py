@@ -157,9 +157,14 @@ def build_srcnn(
 
 
 def patch_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, shuffle=True):
-    """A tf.data pipeline of (blurred, sharp) float32 batches of 0-255 pixels, reshuffled each
-    epoch (the uint8 patches are cast batch by batch, so memory holds them as bytes)."""
-    import tensorflow as tf
+    """A pipeline of (blurred, sharp) float32 batches of 0-255 pixels, reshuffled each epoch
+    (the uint8 patches are cast batch by batch, so memory holds them as bytes): tf.data under
+    TensorFlow, under JAX/PyTorch a keras.utils.PyDataset of the same batches."""
+    import keras  # lazy: keras
+
+    if keras.config.backend() != "tensorflow":
+        return _patch_batches_class()(x, y, int(batch_size), seed=seed, shuffle=shuffle)
+    import tensorflow as tf  # lazy: tensorflow
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
@@ -169,6 +174,37 @@ def patch_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, s
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _patch_batches_class():
+    """A PyDataset of (blurred, sharp) patch batches, shuffled per epoch with `seed` (Keras's
+    own parallel loader where tf.data is not there; defined on use, Keras being heavy)."""
+    import keras  # lazy: keras
+
+    class PatchBatches(keras.utils.PyDataset):
+        def __init__(self, x, y, batch_size, *, seed, shuffle):
+            super().__init__(workers=1)
+            self.x, self.y, self.batch_size = x, y, batch_size
+            self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+            self.order = self._order()
+
+        def _order(self):
+            if not self.shuffle:
+                return np.arange(len(self.x))
+            return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+
+        def __len__(self):
+            return -(-len(self.x) // self.batch_size)
+
+        def __getitem__(self, index):
+            rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+            return self.x[rows].astype(np.float32), self.y[rows].astype(np.float32)
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = self._order()
+
+    return PatchBatches
 
 
 @dataclass

@@ -53,6 +53,15 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
     return fig
 
 
+def _to_numpy(batch: Any) -> Any:
+    """A batch as NumPy: tf, JAX and PyTorch tensors (on any device) through Keras."""
+    if isinstance(batch, np.ndarray):
+        return batch
+    import keras  # lazy: keras
+
+    return keras.ops.convert_to_numpy(batch)
+
+
 def _predict(
     model: Any, x: Any, y: Any, batch_size: int, ten_crop_size: Any
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +85,7 @@ def _predict(
     for batch in x:  # one pass, so labels stay aligned even if the data set shuffles
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("x: a data set must yield (images, labels) batches")
-        xb = np.asarray(batch[0])
+        xb = np.asarray(_to_numpy(batch[0]))
         if ten_crop_size is not None:
             probs.append(predict(xb))
         else:
@@ -98,7 +107,8 @@ def evaluate_classifier(
     ten_crop_size: int | tuple[int, int] | None = None,
     prefix: str = "",
 ) -> dict[str, Any]:
-    """Predict `x` (arrays, or a `tf.data.Dataset` of (x, y) batches with `y=None`) and score it.
+    """Predict `x` (arrays, or a data set of (x, y) batches with `y=None`: `make_pipeline`'s
+    tf.data.Dataset or PyDataset, any iterable of batches) and score it.
 
     `ten_crop_size` averages the predictions over the ten crops of each image (the images must
     be at least that large). Returns `rank1`, `rank5` (with 5 classes or more), `test_accuracy`

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvlab.data.pipeline import make_pipeline
+from cvlab.data.pipeline import make_pipeline, map_images
 from cvlab.errors import SurgeryError
 from cvlab.figures import new_figure
 from cvlab.models.applications import APPLICATIONS, OFFLINE_BACKBONE
@@ -259,16 +259,14 @@ def pipelines(
     preprocess: Callable[[Any], Any] | None = None,
     seed: int | None = None,
 ):
-    """(train, val, test) tf.data pipelines over `data`: training shuffled and augmented (on the
-    [0, 1] images), all mapped through `preprocess` (e.g. `backbone_input(name)`). Without a
-    validation split, val is the test split, as the book validates on its test images (no
-    choice is made on it: the reported number is the last epoch's model)."""
-    import tensorflow as tf
+    """(train, val, test) pipelines over `data` (`make_pipeline`'s: tf.data under TensorFlow, a
+    PyDataset under JAX/PyTorch): training shuffled and augmented (on the [0, 1] images), all
+    mapped through `preprocess` (e.g. `backbone_input(name)`). Without a validation split, val
+    is the test split, as the book validates on its test images (no choice is made on it: the
+    reported number is the last epoch's model)."""
 
     def mapped(ds):
-        if preprocess is None:
-            return ds
-        return ds.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds if preprocess is None else map_images(ds, preprocess)
 
     train = make_pipeline(
         data.x_train, data.y_train, batch_size=batch_size, training=True, augment=augment,
