@@ -43,7 +43,25 @@ def seed_everything(seed: int) -> None:
     if "keras" in sys.modules or importlib.util.find_spec("keras") is not None:
         import keras
 
-        keras.utils.set_random_seed(seed)
+        if keras.config.backend() == "tensorflow" or "tensorflow" in sys.modules:
+            keras.utils.set_random_seed(seed)
+            return
+        # Keras's set_random_seed also seeds TensorFlow whenever it is installed, importing it
+        # (seconds, hundreds of MB) into a JAX or PyTorch run whose input pipeline does not use
+        # it (cvlab.data.make_pipeline is a PyDataset there). No public switch skips that part,
+        # so the call runs with rng_utils' TensorFlow handle reporting "not installed"; the rest
+        # (Keras's global seed and SeedGenerator, torch.manual_seed) is Keras's own code.
+        from keras.src.utils import rng_utils
+
+        class _NoTensorFlow:
+            available = False
+
+        installed = rng_utils.tf
+        rng_utils.tf = _NoTensorFlow()
+        try:
+            keras.utils.set_random_seed(seed)
+        finally:
+            rng_utils.tf = installed
 
 
 def _plain(value: Any) -> Any:
