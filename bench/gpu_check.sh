@@ -115,6 +115,7 @@ run_grid resnet_cifar "${ONLY[@]}"
 [ $GOOGLENET = 1 ] && run_grid googlenet_cifar experiment=3
 
 # 5. the figures, from each run's record and history
+set +e
 $PY - "$WORK/out" "$BACKEND" "$PRECISION" <<'PY' | tee "${OUT:-$WORK}/gpu_check.txt"
 import json, statistics, sys
 from pathlib import Path
@@ -147,7 +148,17 @@ for path in records:
         if book is not None and not params.get("smoke"):
             line += f" beside the book's {book:.2%} ({what}, {params.get('epochs')} epochs)"
         print(line)
-    if rec.get("error"):
-        print("  error:", str(rec["error"])[:500])
+    err = rec.get("error")
+    if err:
+        if isinstance(err, dict):
+            tb = str(err.get("traceback", "")).strip().splitlines()
+            print(f"  error: {err.get('type')}: {err.get('message')}")
+            print("  " + "\n  ".join(tb[-12:]))
+        else:
+            print("  error:", str(err)[:2000])
+failed = [p.parent.name for p in records if json.loads(p.read_text()).get("status") != "ok"]
+sys.exit(1 if failed else 0)
 PY
+status=${PIPESTATUS[0]}
 echo "gpu_check.sh: $(( $(date +%s) - START )) s in all"
+exit $status
