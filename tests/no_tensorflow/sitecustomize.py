@@ -11,7 +11,7 @@ _BLOCKED = ("tensorflow", "tf_keras", "tensorflow_datasets")
 
 class _NoTensorFlow:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in _BLOCKED and not os.environ.get("CVLAB_TEST_ALLOW_TENSORFLOW"):
+        if _blocked(name):
             raise ModuleNotFoundError(
                 f"No module named {name!r} (blocked by tests/no_tensorflow: under "
                 f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')} cvlab must run without TensorFlow; "
@@ -21,7 +21,26 @@ class _NoTensorFlow:
         return None
 
 
+def _blocked(name: str) -> bool:
+    return name.split(".")[0] in _BLOCKED and not os.environ.get("CVLAB_TEST_ALLOW_TENSORFLOW")
+
+
+def _hide_from_probes(find_spec):
+    """`importlib.util.find_spec("tensorflow")` answers None, as where it is not installed
+    (libraries probe with it, torch._dynamo among them, and do not expect it to raise)."""
+
+    def probe(name, package=None):
+        return None if _blocked(name) else find_spec(name, package)
+
+    probe._cvlab_no_tensorflow = True
+    return probe
+
+
 if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" and not any(
-    isinstance(f, _NoTensorFlow) for f in sys.meta_path
+    type(f).__name__ == "_NoTensorFlow" for f in sys.meta_path
 ):
+    import importlib.util
+
     sys.meta_path.insert(0, _NoTensorFlow())
+    if not getattr(importlib.util.find_spec, "_cvlab_no_tensorflow", False):
+        importlib.util.find_spec = _hide_from_probes(importlib.util.find_spec)
