@@ -177,6 +177,40 @@ def test_zoo_same_outputs_on_each_backend(reference, backend):
     )
 
 
+KERNEL_CELLS = [
+    ("code", "run_dir = None\nx = 1\n"),
+    (
+        "code",
+        "import os, sys, keras, cvlab\n"
+        "run = cvlab.runs.start(run_dir)\n"
+        "run.log_params(env_backend=os.environ.get('KERAS_BACKEND', ''),"
+        " keras_backend=keras.config.backend(), tensorflow_loaded='tensorflow' in sys.modules)\n"
+        "run.log_metrics(score=1.0)\n"
+        "run.finish()\n",
+    ),
+]
+
+
+@pytest.mark.backends
+def test_grid_kernels_run_on_the_suites_backend(tmp_path, keras_backend, write_grid):
+    """KERAS_BACKEND reaches every papermill kernel a grid starts (they inherit the environment),
+    and off TensorFlow a kernel never loads it."""
+    from cvlab.grid.cli import main
+    from cvlab.runs import RunRecord
+
+    from notebook_builder import write_notebook
+
+    write_notebook(KERNEL_CELLS, tmp_path / "kb.ipynb")
+    grid = write_grid(
+        {"notebook": "kb.ipynb", "grid": {"x": [1]}, "rank_by": {"metric": "score", "mode": "max"}}
+    )
+    assert main([str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    (record,) = [RunRecord.load(p.parent) for p in tmp_path.glob("out/experiments/*/*/record.json")]
+    assert record.params["keras_backend"] == keras_backend
+    if keras_backend != "tensorflow":
+        assert record.params["tensorflow_loaded"] is False
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     worker(Path(sys.argv[1]))
