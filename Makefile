@@ -72,11 +72,17 @@ import-shared: $(STAMP)
 	  $(VENV)/bin/cvlab data list; \
 	else echo "no $(SHARED_DATA): nothing to import (real-data tests will be skipped)"; fi
 
+# The whole suite under TensorFlow (the default backend), then the core marked `backends` again
+# under JAX and under PyTorch (TensorFlow made unimportable there, as on a GPU machine without it).
 test: $(STAMP)
 	$(PY) -m pytest
+	KERAS_BACKEND=jax $(PY) -m pytest -m backends
+	KERAS_BACKEND=torch $(PY) -m pytest -m backends
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+	KERAS_BACKEND=jax $(PY) -m pytest -m "backends and not slow"
+	KERAS_BACKEND=torch $(PY) -m pytest -m "backends and not slow"
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py

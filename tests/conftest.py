@@ -1,8 +1,11 @@
-"""Shared fixtures: small notebooks that need no TensorFlow, grid files, and the CLI in-process."""
+"""Shared fixtures: small notebooks that need no TensorFlow, grid files, the CLI in-process, and
+the Keras backend the suite runs on (`make test` runs the `backends`-marked core under each)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -196,3 +199,155 @@ def small_cnn(input_shape, classes: int):
             keras.layers.Dense(classes, activation="softmax"),
         ]
     )
+
+
+# ---- the Keras backend the suite runs on ----------------------------------------------------
+# `make test` runs the whole suite under TensorFlow, then the tests marked `backends` again under
+# KERAS_BACKEND=jax and KERAS_BACKEND=torch. A `backends` test that truly cannot run on one
+# backend says so with `@pytest.mark.backends(skip={"torch": "why, and which backend works"})`:
+# it is then skipped there with that reason, never silently.
+# Under JAX or PyTorch, TensorFlow is made unimportable (tests/no_tensorflow/sitecustomize.py, on
+# PYTHONPATH for this process and every subprocess and papermill kernel it starts): the GPU
+# machines issue 19 targets have none, and cvlab paths used there must not need it. A test that
+# needs TensorFlow anyway is marked `@pytest.mark.backends(tensorflow=True)`.
+
+BACKENDS = ("tensorflow", "jax", "torch")
+BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+NO_TENSORFLOW = Path(__file__).parent / "no_tensorflow"
+ALLOW_TF = "CVLAB_TEST_ALLOW_TENSORFLOW"
+SUITE_BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def _block_tensorflow() -> None:
+    """Here and in every child process: `import tensorflow` fails (see NO_TENSORFLOW)."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(NO_TENSORFLOW), os.environ.get("PYTHONPATH", "")) if p
+    )
+    spec = importlib.util.spec_from_file_location(
+        "_cvlab_no_tensorflow", NO_TENSORFLOW / "sitecustomize.py"
+    )
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+if SUITE_BACKEND != "tensorflow" and not os.environ.get(ALLOW_TF):
+    _block_tensorflow()
+
+
+def running_backend() -> str:
+    """The backend Keras runs on in this process (KERAS_BACKEND, else keras.json, else tensorflow)."""
+    import keras  # lazy: keras
+
+    return keras.config.backend()
+
+
+def backend_installed(backend: str) -> bool:
+    return importlib.util.find_spec(BACKEND_MODULES[backend]) is not None
+
+
+def pytest_ignore_collect(collection_path: Path, config):
+    """Under `-m backends` on JAX or PyTorch, test files with no `backends` test are not even
+    imported: some import tensorflow at the top."""
+    if SUITE_BACKEND == "tensorflow" or "backends" not in (config.option.markexpr or ""):
+        return None
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        try:
+            return None if "backends" in collection_path.read_text(encoding="utf-8") else True
+        except OSError:
+            return None
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        if marker is None:
+            continue
+        skips = marker.kwargs.get("skip", {})
+        unknown = set(skips) - set(BACKENDS)
+        if unknown:
+            raise pytest.UsageError(
+                f"{item.nodeid}: backends(skip=...) names {sorted(unknown)}; "
+                f"the backends are {', '.join(BACKENDS)}"
+            )
+        if SUITE_BACKEND in skips:
+            reason = f"cannot run on {SUITE_BACKEND}: {skips[SUITE_BACKEND]}"
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def keras_backend() -> str:
+    """The backend Keras runs on in this test process: "tensorflow", "jax" or "torch"."""
+    return running_backend()
+
+
+@pytest.fixture(autouse=True)
+def _tensorflow_where_allowed(request, monkeypatch):
+    """`backends(tensorflow=True)` lets a test import TensorFlow under JAX or PyTorch."""
+    marker = request.node.get_closest_marker("backends")
+    if marker is not None and marker.kwargs.get("tensorflow"):
+        monkeypatch.setenv(ALLOW_TF, "1")
+
+
+def backend_env(backend: str, **extra: str) -> dict[str, str]:
+    """This process's environment for a subprocess on `backend` (TensorFlow blocked off it)."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+    paths = [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(NO_TENSORFLOW)
+    ]
+    if backend != "tensorflow" and not env.get(ALLOW_TF):
+        paths.insert(0, str(NO_TENSORFLOW))
+    env["PYTHONPATH"] = os.pathsep.join([*paths, str(REPO / "lib")])
+    return env
+
+
+def require_backend(backend: str) -> None:
+    """Skip when `backend`'s package is not installed here, except on CI, where it fails."""
+    if backend_installed(backend):
+        return
+    why = f"{BACKEND_MODULES[backend]} is not installed (the {backend} backend)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"cannot check the {backend} backend on CI: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+def start_backend_python(backend: str, args, *, cwd: Path | None = None) -> subprocess.Popen:
+    """`python ARGS...` started under KERAS_BACKEND=`backend` (output to pipes)."""
+    require_backend(backend)
+    return subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        env=backend_env(backend),
+        cwd=cwd or REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_backend_python(proc: subprocess.Popen, backend: str, *, timeout: float = 300):
+    """Wait for a process from start_backend_python; the test fails with its output if it failed."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"KERAS_BACKEND={backend} {proc.args[1:]} ran past {timeout}s:\n{err[-3000:]}")
+    if proc.returncode != 0:
+        pytest.fail(
+            f"KERAS_BACKEND={backend} python {' '.join(proc.args[1:])} exited "
+            f"{proc.returncode}:\n{out[-3000:]}\n{err[-3000:]}",
+            pytrace=False,
+        )
+    return out, err
+
+
+@pytest.fixture
+def backend_python():
+    """Run `python ARGS...` under another Keras backend and wait; fails with its output when it
+    fails. A backend that is not installed skips the test here, and fails it on CI (CI=true)."""
+
+    def _run(backend: str, args, *, timeout: float = 300, cwd: Path | None = None):
+        return finish_backend_python(
+            start_backend_python(backend, args, cwd=cwd), backend, timeout=timeout
+        )
+
+    return _run

@@ -17,7 +17,7 @@ from real_data import installed_dataset
 REPO = Path(__file__).resolve().parents[1]
 CHAPTER_GRIDS = [
     "alexnet_dogs_vs_cats",
-    "resnet_cifar",
+    pytest.param("resnet_cifar", marks=pytest.mark.backends),  # classification on every backend
     "resnet_tiny_imagenet",
     "googlenet_cifar",
     "googlenet_tiny_imagenet",
@@ -75,6 +75,7 @@ def test_pretrained_imagenet_smoke_row(tmp_path):
     assert "top-1" in (run_dir / "run.html").read_text()
 
 
+@pytest.mark.backends
 def test_feature_extraction_smoke_row(tmp_path):
     """Flowers-17 features to HDF5, then a logistic regression scored on the test split."""
     installed_dataset("flowers17")

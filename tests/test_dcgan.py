@@ -90,6 +90,7 @@ def test_book_adam_is_keras2_decay():
 # --- one step and the loop --------------------------------------------------------------------
 
 
+@pytest.mark.backends
 def test_one_step_updates_both_networks():
     """One alternating step: finite losses, both networks' weights move, one update each."""
     gen, disc = tiny_pair()
@@ -270,6 +271,7 @@ def test_sample_scorer():
 
 
 @pytest.mark.slow
+@pytest.mark.backends
 def test_dcgan_notebook_smoke_row(tmp_path):
     """The notebook runs through papermill with the grid's smoke row: losses per epoch, sample
     grids every N steps and a final one as the leaderboard thumbnail, the quality numbers."""

@@ -25,6 +25,8 @@ from conftest import small_cnn
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.backends  # predict on every backend
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -28,6 +28,7 @@ def quickstart_copy(tmp_path: Path, **params) -> Path:
     return path
 
 
+@pytest.mark.backends
 def test_quickstart_grid_one_epoch(tmp_path):
     out = tmp_path / "out"
     assert main([str(quickstart_copy(tmp_path, epochs=1)), "--out", str(out), "--quiet"]) == 0

@@ -37,6 +37,7 @@ def images(n: int = 20, side: int = 8) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8), np.arange(n) % 3
 
 
+@pytest.mark.backends
 def test_features_match_a_direct_predict_and_keep_order(tmp_path):
     x, y = images()
     model = CountingModel()
