@@ -27,6 +27,8 @@ import cvlab
 from cvlab.runs.epoch_metrics import summarize_history
 from cvlab.runs.run import read_history
 
+from conftest import backend_env
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_GRID = REPO / "run_grid.py"
 
@@ -262,8 +264,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 @pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
-@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_a_killed_grid_run_resumes_with_its_whole_history(tmp_path, backend):
+def test_a_killed_grid_run_resumes_with_its_whole_history(tmp_path, keras_backend):
     """The ResNet smoke row of the issue, 5 epochs with a backup after each, SIGKILLed (driver
     and kernel) once two epochs are in `history.csv`, then the grid run again."""
     from cvlab.train.checkpoints import backup_epoch
@@ -277,7 +278,8 @@ def test_a_killed_grid_run_resumes_with_its_whole_history(tmp_path, backend):
     grid.write_text(yaml.safe_dump(spec, sort_keys=False))
     out = tmp_path / "out"
     cmd = [sys.executable, str(RUN_GRID), str(grid), "--out", str(out), "--quiet", "--no-prewarm"]
-    env = {**os.environ, "KERAS_BACKEND": backend, "CVLAB_DATA": str(tmp_path / "cache")}
+    # The suite's own backend (`make test` runs this file again under jax and torch).
+    env = backend_env(keras_backend, CVLAB_DATA=str(tmp_path / "cache"))
     log = open(tmp_path / "driver.log", "a")  # noqa: SIM115 (closed at the end)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
     try:
