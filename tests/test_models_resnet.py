@@ -59,7 +59,7 @@ def test_output_shape_for_two_input_sizes(stem, sizes):
         model = resnet((size, size, 3), 7, stem=stem, **TINY)
         assert model.output_shape == (None, 7)
         out = model(np.zeros((1, size, size, 3), "float32"))
-        np.testing.assert_allclose(np.asarray(out).sum(), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(out).sum(), 1.0, rtol=1e-5)
         assert model.count_params() == expected_params((size, size, 3), 7, stem=stem, **TINY)
 
 

@@ -106,6 +106,35 @@ def test_cvlab_predict_in_a_fresh_process(trained):
     assert all(len(r["predictions"]) == 2 for r in rows)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_cvlab_predict_on_another_backend(trained, backend):
+    """A model saved under one Keras backend predicts the same under another (cvlab predict in a
+    process with KERAS_BACKEND set): a run trained with TensorFlow serves on JAX or PyTorch."""
+    import importlib.util
+
+    import keras
+
+    if keras.config.backend() == backend or importlib.util.find_spec(backend) is None:
+        pytest.skip(f"needs {backend} installed and a parent process on another backend")
+    metrics = trained["metrics"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend}
+    code = (
+        "import json, sys, keras, cvlab; "
+        "loaded = cvlab.runs.load('run:photos/run1', root=sys.argv[1]); "
+        "probs = loaded.probabilities(sorted(__import__('pathlib').Path(sys.argv[2]).iterdir())); "
+        "print(json.dumps({'backend': keras.config.backend(), 'probs': probs.tolist()}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(trained["root"]), str(trained["folder"])],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["backend"] == backend
+    np.testing.assert_allclose(result["probs"], metrics["probabilities"], atol=1e-5)
+
+
 def test_cvlab_predict_prints_one_line_per_image(trained, capsys):
     files = sorted(trained["folder"].iterdir())[:3]
     code = cvlab_main(["predict", "run:run1", *map(str, files), "--root", str(trained["root"])])
