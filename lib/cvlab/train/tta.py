@@ -170,7 +170,9 @@ def _predictor(model: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray
     if hasattr(model, "predict"):
         return lambda x: np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     if callable(model):
-        return lambda x: np.asarray(model(x))
+        import keras  # lazy: keras (a torch tensor that carries its grad refuses np.asarray)
+
+        return lambda x: keras.ops.convert_to_numpy(model(x))
     raise TypeError(f"model: a Keras model or a function of a batch, got {type(model).__name__}")
 
 
