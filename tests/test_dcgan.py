@@ -12,7 +12,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cvlab.errors import DatasetFetchError  # noqa: E402
+from cvlab.errors import DatasetFetchError, PrecisionError  # noqa: E402
 from cvlab.generative import dcgan  # noqa: E402
 from cvlab.generative.frechet import (  # noqa: E402
     SampleScorer,
@@ -88,6 +88,21 @@ def test_book_adam_is_keras2_decay():
 
 
 # --- one step and the loop --------------------------------------------------------------------
+
+
+def test_mixed_float16_is_refused_before_training():
+    """The hand-written step has no loss scaling: float16 networks are refused, bfloat16 taken."""
+    previous = keras.mixed_precision.global_policy().name
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        gen, disc = tiny_pair()
+        with pytest.raises(PrecisionError, match="bfloat16"):
+            dcgan.GANTrainer(gen, disc, seed=3)
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        gen, disc = tiny_pair()
+        assert dcgan.GANTrainer(gen, disc, seed=3).generator is gen
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 @pytest.mark.backends

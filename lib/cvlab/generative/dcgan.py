@@ -35,7 +35,7 @@ import numpy as np
 from keras import layers, ops
 
 import cvlab.data
-from cvlab.errors import DatasetFetchError
+from cvlab.errors import DatasetFetchError, PrecisionError
 from cvlab.train.schedules import keras2_decay
 
 NoiseKind = Literal["uniform", "normal"]
@@ -225,6 +225,15 @@ class GANTrainer:
             raise ValueError(f"noise={noise!r}: 'uniform' (the book) or 'normal' (Chollet)")
         if not 0.0 <= label_noise < 0.5:
             raise ValueError(f"label_noise={label_noise}: give a value in [0, 0.5)")
+        for net in (generator, discriminator):
+            if net.dtype_policy.name == "mixed_float16":
+                # The alternating step is written here, not by `compile`, so no loss scaling
+                # wraps it; float16 gradients of a GAN underflow without it.
+                raise PrecisionError(
+                    f"{net.name} was built under mixed_float16, which the DCGAN step does not "
+                    "loss-scale: use mixed_precision='bfloat16' (same speed-up, no scaling "
+                    "needed) or float32"
+                )
         self.generator = generator
         self.discriminator = discriminator
         self.d_optimizer = d_optimizer or book_adam()
