@@ -82,6 +82,16 @@ def test_augmentation_is_off_at_evaluation():
     assert not np.allclose(np.asarray(augment(x, training=True)), x)
 
 
+def test_augmentation_with_every_option_off_is_the_identity():
+    """`augment: {}` in a grid: a training pipeline that passes images through unchanged."""
+    images = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)).astype("float32")
+    augment = build_augmentation({}, seed=1)
+    np.testing.assert_array_equal(np.asarray(augment(images, training=True)), images)
+    batches = make_pipeline(images, np.arange(4), batch_size=4, training=True, augment={}, seed=0)
+    x, _ = next(iter(batches))
+    assert np.asarray(x).shape == images.shape
+
+
 def test_augmentation_config_rejects_bad_values():
     with pytest.raises(ValueError):
         AugmentationConfig(rotation=-5)

@@ -125,7 +125,8 @@ def build_augmentation(
         steps.append(layers.RandomBrightness(config.brightness, value_range=value_range, seed=seed))
     if config.contrast:
         steps.append(layers.RandomContrast(config.contrast, value_range=value_range, seed=seed))
-    return keras.Sequential(steps, name="augmentation")
+    # `augment: {}` (every option off) is the identity; an empty Sequential refuses to be called.
+    return keras.Sequential(steps or [layers.Identity()], name="augmentation")
 
 
 def save_augmentation_montage(
