@@ -147,6 +147,19 @@ def test_next_call_reports_interrupted_runs(light_notebook, write_grid, tmp_path
     assert RunRecord.load(run_dir).status == "ok"
 
 
+def _asleep(ws: Workspace) -> bool:
+    """Whether the sleeping run has logged both its epochs (then it only sleeps)."""
+    histories = list((ws.experiments / "g").glob("*/history.csv"))
+    return bool(histories) and len(histories[0].read_text().splitlines()) == 3
+
+
+def _lasting_files(ws: Workspace) -> list[Path]:
+    """The grid's files, leaving out atomic writes' temporaries (`.NAME.XXXX.tmp`)."""
+    return sorted(
+        p for p in ws.experiments.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
+
+
 def test_a_second_driver_is_refused(light_notebook, write_grid, tmp_path, capsys):
     grid = write_grid(light_spec(grid={"x": [1, 2]}, params={"mode": "sleep", "sleep_s": 60.0}))
     out = tmp_path / "out"
@@ -158,13 +171,18 @@ def test_a_second_driver_is_refused(light_notebook, write_grid, tmp_path, capsys
         while not owner.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert json.loads(owner.read_text())["pid"] == proc.pid
-        before = sorted(p for p in ws.experiments.rglob("*") if p.is_file())
+        # Snapshot only once the first driver's run is asleep (both epochs logged): before that
+        # it is still writing its own files, which must not count against the second driver.
+        while not _asleep(ws) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _asleep(ws), "the first driver's run never reached its sleep"
+        before = _lasting_files(ws)
         code = main([str(grid), "--out", str(out), "--quiet"])
         err = capsys.readouterr().err
         assert code == 2
         assert str(ws.logs / "g" / "grid.lock") in err
         assert f"PID {proc.pid} on host {socket.gethostname()}" in err and "Nothing was run" in err
-        assert sorted(p for p in ws.experiments.rglob("*") if p.is_file()) == before
+        assert _lasting_files(ws) == before
         # the dry run reads, so it is allowed meanwhile
         assert main([str(grid), "--out", str(out), "--dry-run"]) == 0
         # another output folder is another grid instance: not locked
