@@ -242,3 +242,24 @@ class BackendNotInstalledError(BackendError):
 class PrecisionError(CvlabError, ValueError):
     """A `mixed_precision` value, or a dtype the backend or processor cannot compute in (said
     before training, with what works)."""
+
+
+# --- search and early stopping ----------------------------------------------------------------
+
+
+class SearchError(CvlabError, ValueError):
+    """A search or pruning set-up that cannot run (a sampler's package missing, a study that
+    does not match the grid): says what to do."""
+
+
+class RunPruned(CvlabError):  # noqa: N818 - named as Optuna's TrialPruned: a result, not a fault
+    """Raised at an epoch end when the grid's pruner cut the run: training stops there, the
+    notebook stops at that cell, and the run ends `pruned` (a result, not a failure)."""
+
+
+class PruneMetricError(CvlabError, KeyError):
+    """The grid prunes on a per-epoch metric this run does not log (said after its first
+    epoch, with the metrics it does log)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -221,7 +221,8 @@ def execute_run(
 ) -> RunRecord:
     """Run `plan` with papermill and return its final record (also written to `record.json`).
 
-    Status: `ok`, `diverged` (the notebook's run saw a NaN loss), `failed` (exception recorded
+    Status: `ok`, `diverged` (the notebook's run saw a NaN loss), `pruned` (the grid's pruner
+    cut it at an epoch end: its notebook stops there), `failed` (exception recorded
     with its traceback tail), `timeout`, or `interrupted` (Ctrl-C; re-raised after recording).
     The executed notebook is kept in every case, and its HTML unless `export_html` is False (the
     grid driver exports it in the background). `kernel`: a lease from a KernelPool; its warm
@@ -343,7 +344,10 @@ def _execute_run(
         if record is None:  # the notebook deleted or damaged it: keep what the runner knows
             record = initial
             record.notes.append("record.json was missing or unreadable after the run; rebuilt")
-        if record.status == "diverged" and status in {"ok", "failed"}:
+        if record.status == "pruned" and status in {"ok", "failed"}:
+            # the grid's pruner cut it (RunPruned stopped the notebook): a result, no error
+            status, error = "pruned", None
+        elif record.status == "diverged" and status in {"ok", "failed"}:
             status = "diverged"  # a NaN loss explains what followed; the error stays attached
         elif status == "ok" and record.status == "failed":
             status, error = "failed", record.error  # the notebook ended the run with run.fail

@@ -13,6 +13,7 @@ from cvlab.errors import RunRecordError
 from cvlab.image_prep import PixelScale as PixelScale  # re-exported
 from cvlab.image_prep import Preprocessing
 from cvlab.runs.epoch_metrics import EpochSummary
+from cvlab.search.trial_link import TrialLink
 
 RECORD_FILE = "record.json"
 HISTORY_FILE = "history.csv"
@@ -21,9 +22,12 @@ NOTEBOOK_FILE = "run.ipynb"
 HTML_FILE = "run.html"
 BACKUP_DIR = "backup"  # training backups of a run that can resume (cvlab.train.checkpoints)
 
-RunStatus = Literal["pending", "running", "ok", "failed", "timeout", "diverged", "interrupted"]
-# A finished run is a result: the grid runner skips it unless forced.
-FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "diverged"})
+RunStatus = Literal[
+    "pending", "running", "ok", "failed", "timeout", "diverged", "interrupted", "pruned"
+]
+# A finished run is a result: the grid runner skips it unless forced. A pruned run (cut early
+# by the grid's pruner) is one too: it is not re-run.
+FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "diverged", "pruned"})
 
 
 def utc_now() -> datetime:
@@ -80,6 +84,11 @@ class RunRecord(BaseModel):
     code_digest: str | None = None
     data: list[DataUse] = Field(default_factory=list)  # the data sets it loaded
     synthetic: bool = False  # it loaded synthetic data (ranked only among synthetic runs)
+    # a searched or pruned grid's run: its Optuna trial (cvlab.search); None for other runs
+    trial: TrialLink | None = None
+    # a pruned run: the epoch after which the pruner cut it, and the rung (successive halving)
+    pruned_at_epoch: int | None = None
+    rung: int | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunRecord:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cvlab.atomic_io import write_atomic
+from cvlab.errors import RunPruned
 from cvlab.image_prep import pair, to_uint8
 from cvlab.runs.curves import plot_curves
 from cvlab.runs.environment import collect_environment, runtime_environment
@@ -31,6 +32,7 @@ from cvlab.runs.record import (
     RunStatus,
     utc_now,
 )
+from cvlab.search.trial_link import EpochReporter
 from cvlab.workspace import (
     project_root as project_root,  # re-exported: `cvlab.runs.run.project_root`
 )
@@ -133,6 +135,7 @@ class Run:
         self._diverged = False
         # Called with the epoch after each `log_epoch` has written its row (by name: one each).
         self._epoch_listeners: dict[str, Callable[[int], None]] = {}
+        self._reporter: EpochReporter | None = None  # a pruned grid's run reports each epoch
 
     # -- parameters, metrics, notes -------------------------------------------------------
     @property
@@ -221,8 +224,27 @@ class Run:
         shown = " - ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
         of = f"/{total_epochs}" if total_epochs else ""
         print(f"[{self.record.name or self.record.run_id}] epoch {epoch}{of} - {shown}", flush=True)
+        self._report_to_trial(int(epoch), row)
         for listener in list(self._epoch_listeners.values()):
             listener(int(epoch))
+
+    def _report_to_trial(self, epoch: int, row: dict[str, float]) -> None:
+        """A pruned grid's run: report the epoch to its trial; when the pruner cuts the run,
+        record it `pruned` and raise RunPruned, which stops training (and the notebook) here."""
+        link = self.record.trial
+        if link is None or link.prune is None or self._diverged:
+            return
+        if self._reporter is None:
+            self._reporter = EpochReporter(link)
+        verdict = self._reporter.report(epoch, row)
+        if verdict is None:
+            return
+        self.record.status = "pruned"
+        self.record.pruned_at_epoch = verdict.epoch
+        self.record.rung = verdict.rung
+        self.record.notes.append(verdict.message)
+        self._save()
+        raise RunPruned(verdict.message)
 
     def resume_history(self, upto: int) -> None:
         """A training resumed after epoch `upto` (from a backup): keep the rows of epochs

@@ -1,0 +1,94 @@
+"""`search.space` as Optuna distributions, and `search.sampler` as an Optuna sampler."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from cvlab.errors import SearchError
+from cvlab.search.spec import Distribution, SearchSpec
+
+
+def _categorical_value(value: Any) -> Any:
+    """Optuna's choices are None, bool, int, float or str: other values (lists, mappings) go
+    as their JSON text and come back through `param_value`."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def to_distribution(dist: Distribution) -> BaseDistribution:
+    low_high = dist.values
+    if dist.kind == "choice":
+        return CategoricalDistribution([_categorical_value(v) for v in dist.values])
+    if dist.kind in {"uniform", "loguniform"}:
+        return FloatDistribution(
+            float(low_high[0]), float(low_high[1]), log=dist.log, step=dist.step
+        )
+    return IntDistribution(
+        int(low_high[0]), int(low_high[1]), log=dist.log, step=int(dist.step or 1)
+    )
+
+
+def to_distributions(space: dict[str, Distribution]) -> dict[str, BaseDistribution]:
+    return {name: to_distribution(dist) for name, dist in space.items()}
+
+
+def param_value(dist: Distribution, value: Any) -> Any:
+    """A sampled value as the notebook gets it: a choice's own value (not its JSON text)."""
+    if dist.kind == "choice":
+        for option in dist.values:
+            if _categorical_value(option) == value:
+                return option
+    if dist.kind in {"int", "logint"}:
+        return int(value)
+    if dist.kind in {"uniform", "loguniform"}:
+        return float(value)
+    return value
+
+
+def grid_space(grid: dict[str, list[Any]]) -> dict[str, Distribution]:
+    """A `grid:` beside `search:` joins the space: each key a `choice` of its values."""
+    return {name: Distribution(choice=list(values)) for name, values in grid.items()}
+
+
+def full_space(search: SearchSpec, grid: dict[str, list[Any]]) -> dict[str, Distribution]:
+    return {**grid_space(grid), **search.space}
+
+
+def make_sampler(search: SearchSpec, space: dict[str, Distribution]) -> optuna.samplers.BaseSampler:
+    """The sampler `search.sampler` names, seeded with `search.seed` (None: not reproducible).
+    `grid` walks the product of the space, which needs every range to be a `choice`."""
+    seed = search.seed
+    name = search.sampler
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "cmaes":
+        _needs("cmaes", "cmaes", "CMA-ES")
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if name == "gp":
+        _needs("torch", "torch", "the Gaussian-process sampler")
+        _needs("scipy", "scipy", "the Gaussian-process sampler")
+        return optuna.samplers.GPSampler(seed=seed)
+    choices = {n: [_categorical_value(v) for v in d.values] for n, d in space.items()}
+    return optuna.samplers.GridSampler(choices, seed=seed)
+
+
+def _needs(module: str, package: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise SearchError(
+            f"{what} needs the {package!r} package, which is not installed. "
+            f"Fix: pip install {package}, or choose another sampler (tpe, random)"
+        )
