@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "cvlab.param_types",
             "cvlab.rank_accuracy",
             "cvlab.backends",
+            "cvlab.search",
         ),
     ),
     ("runs", ("cvlab.runs",)),

@@ -172,6 +172,7 @@ def fresh_record(plan: RunPlan, workspace: Workspace, **fields) -> RunRecord:
         params=dict(plan.params),
         seed=plan.seed,
         code_digest=plan.code_digest or None,
+        trial=plan.trial,
         **fields,
     )
     record.save(run_dir)

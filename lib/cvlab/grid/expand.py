@@ -17,6 +17,7 @@ import nbformat
 from cvlab.backends import DEFAULT_BACKEND
 from cvlab.errors import RunFilterError
 from cvlab.grid.spec import SEED_PARAM, ValidatedGrid, parse_yaml
+from cvlab.search.trial_link import TrialLink
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class RunPlan:
     # change of the code marks it stale (`cvlab.grid.staleness`)
     code_digest: str = ""
     backend: str = DEFAULT_BACKEND  # the Keras backend its kernel gets (KERAS_BACKEND)
+    # a searched or pruned grid's run: its Optuna trial, given when the run is handed out
+    trial: TrialLink | None = field(default=None, hash=False, compare=False)
 
 
 # Tokens that cannot change what a cell does: comments, blank lines and line continuations.
@@ -102,6 +105,8 @@ def run_count(grid: ValidatedGrid) -> int:
     """How many runs `expand` makes at most (before duplicates are dropped), without making
     them: a grid of many long lists must be refused before its product is built."""
     spec = grid.spec
+    if spec.search is not None:
+        return spec.search.trials
     combos = math.prod(len(v) for v in spec.grid.values()) if spec.grid else 0
     combos += len(spec.runs or [])
     return max(combos, 1) * max(len(spec.seeds or []), 1)
@@ -140,25 +145,38 @@ def expand(
     plans: list[RunPlan] = []
     seen: set[str] = set()
     for params, seed in full:
-        rid = run_id_for(digest, params, backend)
-        if rid in seen:
+        plan = make_plan(grid, params, varied, digest, timeout=timeout, backend=backend, seed=seed)
+        if plan.run_id in seen:
             continue
-        seen.add(rid)
-        plans.append(
-            RunPlan(
-                run_id=rid,
-                name=readable_name(params, varied),
-                grid=grid.name,
-                notebook=grid.notebook,
-                params=params,
-                seed=seed if seed is not None else params.get(SEED_PARAM),
-                timeout=timeout if timeout is not None else spec.timeout,
-                kernel=spec.kernel,
-                code_digest=digest,
-                backend=backend,
-            )
-        )
+        seen.add(plan.run_id)
+        plans.append(plan)
     return plans
+
+
+def make_plan(
+    grid: ValidatedGrid,
+    params: dict[str, Any],
+    name_keys: list[str],
+    digest: str,
+    *,
+    timeout: float | None = None,
+    backend: str = DEFAULT_BACKEND,
+    seed: int | None = None,
+) -> RunPlan:
+    """The run of `grid` with these full `params`, named by `name_keys` (a grid's expansion,
+    or one trial a search sampled)."""
+    return RunPlan(
+        run_id=run_id_for(digest, params, backend),
+        name=readable_name(params, name_keys),
+        grid=grid.name,
+        notebook=grid.notebook,
+        params=params,
+        seed=seed if seed is not None else params.get(SEED_PARAM),
+        timeout=timeout if timeout is not None else grid.spec.timeout,
+        kernel=grid.spec.kernel,
+        code_digest=digest,
+        backend=backend,
+    )
 
 
 def _run_keys(runs: list[dict[str, Any]] | None) -> list[str]:

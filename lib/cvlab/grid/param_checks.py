@@ -8,7 +8,7 @@ from typing import Any
 
 from cvlab.errors import PrecisionError, SpecProblem
 from cvlab.grid.notebook_params import NotebookParameter
-from cvlab.grid.schema import sections
+from cvlab.grid.schema import search_space, sections
 from cvlab.train.precision import policy_name
 
 # Parameters the runner injects itself; a grid may not set them.
@@ -124,6 +124,18 @@ def parameter_problems(
     for i, run in enumerate(runs):
         for name, value in run.items():
             check(f"runs[{i}].{name}", name, [value])
+    for name, dist in search_space(raw).items():
+        check(f"search.space.{name}", name, dist.representatives())
+        for where, section in (("params", params), ("grid", grid)):
+            if name in section:
+                problems.append(
+                    SpecProblem(
+                        file,
+                        f"search.space.{name}",
+                        f"{name!r} is both searched and set under `{where}:`",
+                        f"keep it in one place: remove {where}.{name} or search.space.{name}",
+                    )
+                )
     for injected in INJECTED_PARAMS:
         if injected not in parameters:
             problems.append(

@@ -6,6 +6,7 @@ papermill's command line wraps `execute_notebook`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -30,6 +31,7 @@ from cvlab.grid.expand import (
 )
 from cvlab.grid.lock import GridLock, GridLockedError
 from cvlab.grid.notebook_params import NotebookParameter
+from cvlab.grid.plan_queue import PlanQueue
 from cvlab.grid.preflight import OutputFolderError, check_output_folder
 from cvlab.grid.prewarm import prewarm_statements
 from cvlab.grid.publisher import RunPublisher, runs_missing_html
@@ -198,11 +200,22 @@ def size_problem(
 def plan_grid(
     spec_or_path: ValidatedGrid | str | Path, options: GridOptions
 ) -> tuple[ValidatedGrid, list[RunPlan]]:
-    """The validated grid and its runs after `only`; raises a BAD_INPUT_ERRORS error."""
+    """The validated grid and its runs after `only` (a search: the trials sampled so far);
+    raises a BAD_INPUT_ERRORS error."""
     grid = spec_or_path if isinstance(spec_or_path, ValidatedGrid) else load_grid_spec(spec_or_path)
     if (problem := size_problem(grid, options.max_runs, options.run_limit)) is not None:
         raise GridTooLargeError(problem)
     backend = grid_backend(grid, options)
+    if grid.spec.search is not None:
+        if options.only_filters():
+            raise RunFilterError(
+                f"--only {' '.join(options.only_filters())}: {grid.path} searches, and a search "
+                "samples its runs. Fix: drop --only, or narrow search.space in the grid file"
+            )
+        from cvlab.grid.study import GridStudy  # lazy: optuna
+
+        study = GridStudy(grid, Workspace.at(options.out), backend, create=False)
+        return grid, study.searched_plans(options.timeout)
     plans = expand(grid, timeout=options.timeout, backend=backend)
     return grid, filter_plans(plans, options.only_filters())
 
@@ -394,15 +407,30 @@ def _run_locked(
     ws: Workspace, grid: ValidatedGrid, plans: list[RunPlan], options: GridOptions
 ) -> GridResult:
     """Run what is left of the grid, holding its lock."""
+    study = None
+    if grid.spec.search is not None or grid.spec.prune is not None:
+        from cvlab.grid.study import GridStudy  # lazy: optuna
+
+        backend = plans[0].backend if plans else grid_backend(grid, options)
+        study = GridStudy(grid, ws, backend)
+        study.reconcile(ws)  # trials whose runs ended as a driver was killed get their result
+        if grid.spec.search is not None:  # read under the lock, as the states below
+            plans = study.searched_plans(options.timeout)
     # Read under the lock: a driver that just finished may have completed some.
     states, todo = plan_states(ws, plans, options.force, options.max_runs)
+    new_trials = 0
+    if study is not None and grid.spec.search is not None:
+        new_trials = max(0, grid.spec.search.trials - len(plans))
+        if options.max_runs is not None:
+            new_trials = max(0, min(new_trials, options.max_runs - len(todo)))
     prewarm = _prewarm_statements(grid, enabled=options.prewarm)
+    anything = bool(todo) or new_trials > 0
     executor = make_executor(
         ws.root,
-        options.workers if todo else 1,
+        options.workers if anything else 1,
         echo=options.echo,
         prewarm=prewarm,
-        scheduler=options.scheduler if todo else None,  # nothing to run: no cluster to reach
+        scheduler=options.scheduler if anything else None,  # nothing to run: no cluster to reach
         shared_out=options.shared_out,
     )
     try:
@@ -432,6 +460,16 @@ def _run_locked(
         f"grid {grid.name}: {len(plans)} runs, {len(todo)} to run, {skipped} already finished"
         + backend
     )
+    if study is not None:
+        search = grid.spec.search
+        what = (
+            f"search of {search.trials} trials ({search.sampler} sampler), {new_trials} to sample"
+            if search is not None
+            else "every run"
+        )
+        prune = grid.spec.prune
+        cut = f"; pruned by {prune.method} on {prune.metric}" if prune is not None else ""
+        print(f"{what}{cut}; study {study.name} in {study.address}")
     resumed = [p for p in todo if states[p.run_id] == "interrupted"]
     if resumed:
         names = ", ".join(f"{p.name} [{p.run_id}]" for p in resumed[:10])
@@ -441,12 +479,25 @@ def _run_locked(
     interrupted = False
     grid_log_path = ws.grid_log(grid.name)
     grid_log_path.parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(todo), desc=grid.name, unit="run", dynamic_ncols=True)
+    bar = tqdm(total=len(todo) + new_trials, desc=grid.name, unit="run", dynamic_ncols=True)
     with open(grid_log_path, "a", encoding="utf-8") as grid_log:
         grid_log.write(f"=== {utc_now().isoformat()} start: {len(todo)} of {len(plans)} runs\n")
         if resumed:
             grid_log.write(f"resuming {len(resumed)} interrupted runs\n")
-        runs = run_plans(todo, ws.root, executor=executor)
+        storage = contextlib.ExitStack()
+        queue: PlanQueue = PlanQueue(todo)
+        if study is not None:
+            from cvlab.grid.study import StudyPlans  # lazy: optuna
+            from cvlab.search.storage import open_storage, serve_storage  # lazy: optuna
+
+            # Runs on Dask workers may not see logs/: they reach the study through the driver.
+            address = (
+                storage.enter_context(serve_storage(open_storage(study.address)))
+                if options.scheduler
+                else study.address
+            )
+            queue = StudyPlans(study, todo, address, new=new_trials, timeout=options.timeout)
+        runs = run_plans(queue, ws.root, executor=executor)
         try:
             for record in runs:
                 publisher.submit(record)
@@ -478,8 +529,9 @@ def _run_locked(
             runs.close()  # stops the workers and kills any warm spare kernel
             executor.close(interrupted=True)  # in case the loop never started: no-op otherwise
             bar.close()
+            storage.close()
             if interrupted:
-                for record in _settle_unfinished(ws, todo):
+                for record in _settle_unfinished(ws, queue.handed):
                     publisher.submit(record)
             publisher.close()
             page = publish_safely(ws, grid.name)
@@ -487,7 +539,9 @@ def _run_locked(
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing run"
     print(f"grid {grid.name}: {summary}")
     print(f"Leaderboard: {page.as_uri()}")
-    ran = {p.run_id for p in todo}
+    known = {p.run_id for p in plans}
+    plans = [*plans, *(p for p in queue.handed if p.run_id not in known)]
+    ran = {p.run_id for p in queue.handed}
     return GridResult(
         grid,
         plans,

@@ -34,6 +34,7 @@ from cvlab.errors import DaskUnavailableError
 from cvlab.grid.execute import execute_run
 from cvlab.grid.expand import RunPlan
 from cvlab.grid.kernel_pool import KernelLease, KernelPool, KernelSpec
+from cvlab.grid.plan_queue import PlanQueue
 from cvlab.grid.remote import (
     GPU,
     RunOutput,
@@ -382,7 +383,7 @@ def make_executor(
 
 
 def run_plans(
-    plans: list[RunPlan],
+    plans: list[RunPlan] | PlanQueue,
     workspace_root: str | Path,
     workers: int = 1,
     echo: bool = True,
@@ -400,14 +401,15 @@ def run_plans(
     ws = Workspace.at(workspace_root)
     if executor is None:
         executor = make_executor(workspace_root, workers, echo, prewarm)
-    queue = list(reversed(plans))
+    queue = plans if isinstance(plans, PlanQueue) else PlanQueue(plans)
     pending: dict[Any, RunPlan] = {}
     finished = False
     try:
-        while queue or pending:
-            while queue and len(pending) < executor.slots:
-                plan = queue.pop()
-                pending[executor.submit(plan, queue[-1] if queue else None)] = plan
+        while True:
+            while len(pending) < executor.slots and (plan := queue.pop()) is not None:
+                pending[executor.submit(plan, queue.peek())] = plan
+            if not pending:
+                break
             for handle in executor.wait(list(pending)):
                 plan = pending.pop(handle)
                 try:
@@ -416,6 +418,7 @@ def run_plans(
                     raise  # a full disk would fail every run: the driver stops, saying so
                 except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, KilledWorker, ...
                     record = _lost_worker_record(plan, ws, exc)
+                queue.done(record)  # a search learns from it before sampling the next run
                 yield record
         finished = True
     finally:

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from cvlab.errors import SpecProblem
+from cvlab.search.spec import SEARCH_FIXES, Distribution, PruneSpec, SearchSpec
 
 GRID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -58,6 +59,10 @@ class GridSpec(BaseModel):
     backend: str | None = Field(default=None, min_length=1)
     # Modules a warm kernel imports before its run, besides the notebook's own import lines.
     prewarm: list[ModuleName] | None = None
+    # Stop hopeless runs at epoch ends (ASHA, Hyperband, median: cvlab.search.pruners).
+    prune: PruneSpec | None = None
+    # Sample runs from a space instead of (or beside) listing values under `grid:`.
+    search: SearchSpec | None = None
 
 
 FIXES = {
@@ -74,6 +79,12 @@ FIXES = {
     "name_by": "list the parameters that name each run, e.g. `name_by: [experiment, smoke]`",
     "backend": "name a Keras backend: tensorflow, jax or torch",
     "prewarm": "list module names to import before each run, e.g. `prewarm: [keras, sklearn.datasets]`",
+    **SEARCH_FIXES,
+}
+NESTED_KEYS = {
+    "rank_by": list(RankBy.model_fields),
+    "prune": list(PruneSpec.model_fields),
+    "search": list(SearchSpec.model_fields),
 }
 
 
@@ -83,6 +94,8 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 def _fix_for(loc: tuple[Any, ...]) -> str:
     name = _field_name(loc)
+    if len(loc) >= 3 and loc[:2] == ("search", "space"):
+        return FIXES["search.space"]
     for key in (name, ".".join(str(p) for p in loc[:2]), str(loc[0]) if loc else ""):
         if key in FIXES:
             return FIXES[key]
@@ -97,7 +110,10 @@ def pydantic_problems(file: str, exc: ValidationError) -> list[SpecProblem]:
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
             where = _field_name(loc[:-1]) if len(loc) > 1 else "(top level)"
-            known = ", ".join(RankBy.model_fields) if loc[0] == "rank_by" else allowed
+            nested = NESTED_KEYS.get(str(loc[0])) if len(loc) == 2 else None
+            if len(loc) > 3 and loc[:2] == ("search", "space"):
+                nested = ["uniform", "loguniform", "int", "logint", "choice", "step"]
+            known = ", ".join(nested) if nested else allowed
             problems.append(
                 SpecProblem(
                     file,
@@ -165,9 +181,26 @@ def sections(raw: dict[str, Any]) -> tuple[dict, dict, list, list | None]:
     return params, grid, runs, seeds
 
 
+def search_space(raw: dict[str, Any]) -> dict[str, Distribution]:
+    """The ranges of a raw spec's `search.space` that are valid (the others are reported by the
+    schema), so their parameters are checked even when other fields failed validation."""
+    search = raw.get("search") if isinstance(raw.get("search"), dict) else {}
+    space = search.get("space") if isinstance(search.get("space"), dict) else {}
+    valid = {}
+    for name, value in space.items():
+        try:
+            valid[name] = Distribution.model_validate(value)
+        except ValidationError:
+            continue
+    return valid
+
+
 def each_value(raw: dict[str, Any]):
-    """(field, parameter, values, run scope) for every parameter the spec sets."""
+    """(field, parameter, values, run scope) for every parameter the spec sets (a search range
+    by the values it can give: a choice's, a range's bounds)."""
     params, grid, runs, _ = sections(raw)
+    for name, dist in search_space(raw).items():
+        yield f"search.space.{name}", name, dist.representatives(), {}
     for name, value in params.items():
         yield f"params.{name}", name, [value], {}
     for name, values in grid.items():

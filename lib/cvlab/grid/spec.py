@@ -29,6 +29,7 @@ from cvlab.grid.schema import (
     empty_list_problems,
     pydantic_problems,
 )
+from cvlab.grid.search_checks import search_problems
 
 __all__ = [
     "INJECTED_PARAMS",
@@ -199,6 +200,8 @@ def load_grid_spec(path: str | Path) -> ValidatedGrid:
                 "add `name: my_grid` (letters, digits, `_`, `-`, `.`), or rename the file",
             )
         )
+    if spec is not None and notebook is not None and notebook.is_file():
+        problems += search_problems(file, spec, parameters, notebook)
     if problems:
         raise GridSpecError(problems)
     assert spec is not None and notebook is not None

@@ -17,7 +17,7 @@ from cvlab.errors import SearchError
 from cvlab.search.spec import Distribution, SearchSpec
 
 
-def _categorical_value(value: Any) -> Any:
+def categorical_value(value: Any) -> Any:
     """Optuna's choices are None, bool, int, float or str: other values (lists, mappings) go
     as their JSON text and come back through `param_value`."""
     if value is None or isinstance(value, bool | int | float | str):
@@ -28,7 +28,7 @@ def _categorical_value(value: Any) -> Any:
 def to_distribution(dist: Distribution) -> BaseDistribution:
     low_high = dist.values
     if dist.kind == "choice":
-        return CategoricalDistribution([_categorical_value(v) for v in dist.values])
+        return CategoricalDistribution([categorical_value(v) for v in dist.values])
     if dist.kind in {"uniform", "loguniform"}:
         return FloatDistribution(
             float(low_high[0]), float(low_high[1]), log=dist.log, step=dist.step
@@ -46,7 +46,7 @@ def param_value(dist: Distribution, value: Any) -> Any:
     """A sampled value as the notebook gets it: a choice's own value (not its JSON text)."""
     if dist.kind == "choice":
         for option in dist.values:
-            if _categorical_value(option) == value:
+            if categorical_value(option) == value:
                 return option
     if dist.kind in {"int", "logint"}:
         return int(value)
@@ -80,7 +80,7 @@ def make_sampler(search: SearchSpec, space: dict[str, Distribution]) -> optuna.s
         _needs("torch", "torch", "the Gaussian-process sampler")
         _needs("scipy", "scipy", "the Gaussian-process sampler")
         return optuna.samplers.GPSampler(seed=seed)
-    choices = {n: [_categorical_value(v) for v in d.values] for n, d in space.items()}
+    choices = {n: [categorical_value(v) for v in d.values] for n, d in space.items()}
     return optuna.samplers.GridSampler(choices, seed=seed)
 
 

@@ -1,0 +1,276 @@
+"""The driver's side of a searched or pruned grid: its Optuna study (ask-and-tell), and the
+queue that hands its runs out one at a time, a search's sampled only when a slot is free.
+
+Each run is one trial. The driver alone creates trials and tells their results; the run's
+kernel only reports epochs (cvlab.search.trial_link), so a run executes the same in-process,
+in a `--workers` pool or on a Dask worker. The study lives in `logs/optuna.db`: a search
+stopped by Ctrl-C or SIGKILL resumes from it with every trial, none run twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from cvlab.grid.expand import RunPlan, make_plan, notebook_digest
+from cvlab.grid.plan_queue import PlanQueue
+from cvlab.grid.search_checks import epoch_counts
+from cvlab.grid.spec import ValidatedGrid
+from cvlab.runs.epoch_metrics import resolve_metric
+from cvlab.runs.record import FINISHED_STATUSES, RunRecord
+from cvlab.search.space import (
+    categorical_value,
+    full_space,
+    grid_space,
+    make_sampler,
+    param_value,
+    to_distributions,
+)
+from cvlab.search.spec import Distribution
+from cvlab.search.storage import STUDY_DB, open_storage, sqlite_address
+from cvlab.search.trial_link import TrialLink
+from cvlab.workspace import Workspace
+
+RUN_ID_ATTR = "run_id"
+
+
+def uses_study(grid: ValidatedGrid) -> bool:
+    return grid.spec.search is not None or grid.spec.prune is not None
+
+
+def study_name(grid: ValidatedGrid, backend: str) -> str:
+    """`<grid>.<hash>`: a new study when the notebook's code, the fixed params, the space or the
+    pruner change (the old one stays in the file, for optuna-dashboard)."""
+    spec = grid.spec
+    content = {
+        "notebook": notebook_digest(grid.notebook),
+        "params": spec.params,
+        "grid": spec.grid,
+        "search": spec.search.model_dump(mode="json", by_alias=True) if spec.search else None,
+        "prune": spec.prune.model_dump(mode="json") if spec.prune else None,
+        "backend": backend,
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
+    return f"{grid.name}.{digest.hexdigest()[:8]}"
+
+
+class GridStudy:
+    """A grid's Optuna study: its trials by run id, new trials, and their results."""
+
+    def __init__(self, grid: ValidatedGrid, ws: Workspace, backend: str, *, create: bool = True):
+        self.grid = grid
+        self.backend = backend
+        spec = grid.spec
+        self.mode = (spec.prune.mode if spec.prune and spec.prune.mode else None) or (
+            spec.rank_by.mode
+        )
+        self.direction = "maximize" if self.mode == "max" else "minimize"
+        self.space: dict[str, Distribution] = (
+            full_space(spec.search, spec.grid) if spec.search else grid_space(spec.grid)
+        )
+        self.distributions = to_distributions(self.space)
+        self.name = study_name(grid, backend)
+        self.address = sqlite_address(ws.logs)
+        self.digest = notebook_digest(grid.notebook)
+        counts = epoch_counts(spec, grid.parameters)
+        self.max_epochs = max(counts) if counts else None
+        self.study: optuna.Study | None = None
+        if create or (ws.logs / STUDY_DB).exists():
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            ws.logs.mkdir(parents=True, exist_ok=True)
+            storage = open_storage(self.address)
+            sampler = make_sampler(spec.search, self.space) if spec.search else None
+            if create:
+                self.study = optuna.create_study(
+                    study_name=self.name,
+                    storage=storage,
+                    sampler=sampler,
+                    direction=self.direction,
+                    load_if_exists=True,
+                )
+                self.study.set_user_attr("grid_file", str(grid.path))
+                self.study.set_user_attr("space", {n: d.as_dict() for n, d in self.space.items()})
+            else:
+                try:
+                    self.study = optuna.load_study(
+                        study_name=self.name, storage=storage, sampler=sampler
+                    )
+                except KeyError:  # no such study yet: nothing sampled
+                    self.study = None
+
+    # -- trials ---------------------------------------------------------------------------
+    def trials(self) -> list[FrozenTrial]:
+        return [] if self.study is None else self.study.get_trials(deepcopy=False)
+
+    def latest_by_run(self) -> dict[str, FrozenTrial]:
+        """The newest trial of each run id, in the order runs were first sampled."""
+        first: dict[str, int] = {}
+        latest: dict[str, FrozenTrial] = {}
+        for trial in self.trials():
+            rid = trial.user_attrs.get(RUN_ID_ATTR)
+            if rid is None:
+                continue
+            first.setdefault(rid, trial.number)
+            latest[rid] = trial
+        return {rid: latest[rid] for rid in sorted(first, key=first.__getitem__)}
+
+    def name_keys(self) -> list[str]:
+        return list(self.space)
+
+    def plan_of(self, params: dict[str, Any], timeout: float | None) -> RunPlan:
+        full = {**self.grid.spec.params, **params}
+        return make_plan(
+            self.grid, full, self.name_keys(), self.digest, timeout=timeout, backend=self.backend
+        )
+
+    def search_params(self, trial: FrozenTrial | optuna.trial.Trial) -> dict[str, Any]:
+        return {n: param_value(d, trial.params[n]) for n, d in self.space.items()}
+
+    def searched_plans(self, timeout: float | None) -> list[RunPlan]:
+        """The runs a search has sampled so far, one per run id, oldest first."""
+        return [
+            self.plan_of(self.search_params(trial), timeout)
+            for trial in self.latest_by_run().values()
+            if set(self.space) <= set(trial.params)
+        ]
+
+    def _link(
+        self, plan: RunPlan, trial: FrozenTrial | optuna.trial.Trial, storage: str
+    ) -> RunPlan:
+        link = TrialLink(
+            storage=storage,
+            study=self.name,
+            number=trial.number,
+            trial_id=trial._trial_id,
+            direction=self.direction,
+            grid_file=str(self.grid.path),
+            prune=self.grid.spec.prune,
+            max_epochs=self.max_epochs,
+        )
+        return replace(plan, trial=link)
+
+    def trial_for(self, plan: RunPlan, storage: str) -> RunPlan:
+        """`plan` with its trial: the one it was running (a resumed run), else a new one with
+        the plan's values fixed (a grid's run, a failed trial run again)."""
+        assert self.study is not None
+        current = self.latest_by_run().get(plan.run_id)
+        if current is not None and current.state == TrialState.RUNNING:
+            return self._link(plan, current, storage)
+        fixed = {n: plan.params[n] for n in self.space if n in plan.params}
+        self.study.enqueue_trial(
+            {n: categorical_value(v) for n, v in fixed.items()}, skip_if_exists=False
+        )
+        trial = self.study.ask({n: self.distributions[n] for n in fixed})
+        trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
+        return self._link(plan, trial, storage)
+
+    def sample(self, storage: str, timeout: float | None) -> RunPlan:
+        """A new trial from the sampler, as the run it is."""
+        assert self.study is not None
+        trial = self.study.ask(self.distributions)
+        plan = self.plan_of(self.search_params(trial), timeout)
+        trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
+        return self._link(plan, trial, storage)
+
+    def tell(self, record: RunRecord) -> None:
+        """The run's result into its trial: its rank value (complete), pruned, or failed; an
+        interrupted run's trial stays running, to resume."""
+        if self.study is None or record.trial is None or record.trial.study != self.name:
+            return
+        if record.status in {"running", "pending", "interrupted"}:
+            return
+        frozen = self.study._storage.get_trial(record.trial.trial_id)
+        if frozen.state != TrialState.RUNNING:
+            return  # told already (a driver stopped between the tell and the page)
+        number = record.trial.number
+        if record.status == "pruned":
+            self.study.tell(number, state=TrialState.PRUNED)
+            return
+        spec = self.grid.spec
+        value = resolve_metric(
+            spec.rank_by.metric, record.metrics, record.epoch_metrics, spec.rank_by.mode
+        )
+        if record.status == "ok" and isinstance(value, int | float):
+            # the study's direction is the prune metric's; the rank metric's direction wins
+            # for the told value only when they agree (a search: checked when validated)
+            self.study.tell(number, float(value))
+        else:
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def reconcile(self, ws: Workspace) -> None:
+        """Trials still running whose run finished (a driver killed between the run's end and
+        its tell) get their result now."""
+        for trial in self.latest_by_run().values():
+            if trial.state != TrialState.RUNNING:
+                continue
+            record = RunRecord.load_if_present(
+                ws.run_dir(self.grid.name, trial.user_attrs[RUN_ID_ATTR])
+            )
+            if record is not None and record.status in FINISHED_STATUSES | {"failed", "timeout"}:
+                self.tell(record)
+
+
+class StudyPlans(PlanQueue):
+    """A searched or pruned grid's runs: each gets its trial when handed out; then, for a
+    search, `new` more trials are sampled, each when a slot is free (so TPE learns from the
+    runs that ended)."""
+
+    def __init__(
+        self,
+        study: GridStudy,
+        plans: list[RunPlan],
+        storage: str,
+        *,
+        new: int = 0,
+        timeout: float | None = None,
+        on_sampled: Callable[[RunPlan], None] | None = None,
+    ):
+        super().__init__(plans)
+        self.study = study
+        self.storage = storage
+        self.new = new
+        self.timeout = timeout
+        self.on_sampled = on_sampled
+        self._template = (
+            plans[0]
+            if plans
+            else study.plan_of({n: _any_value(d) for n, d in study.space.items()}, timeout)
+        )
+
+    def pop(self) -> RunPlan | None:
+        if self._queue:
+            return super().pop()
+        if self.new <= 0:
+            return None
+        self.new -= 1
+        plan = self.study.sample(self.storage, self.timeout)
+        self.handed.append(plan)
+        if self.on_sampled is not None:
+            self.on_sampled(plan)
+        return plan
+
+    def peek(self) -> RunPlan | None:
+        if self._queue:
+            return self._queue[-1]
+        return self._template if self.new > 0 else None  # same kernel, notebook, backend
+
+    def _prepare(self, plan: RunPlan) -> RunPlan:
+        return self.study.trial_for(plan, self.storage)
+
+    def done(self, record: RunRecord) -> None:
+        self.study.tell(record)
+
+
+def _any_value(dist: Distribution) -> Any:
+    return dist.values[0]
+
+
+def study_file(ws: Workspace) -> Path:
+    return ws.logs / STUDY_DB
