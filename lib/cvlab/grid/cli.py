@@ -110,7 +110,15 @@ def _print_dry_run(result: GridResult) -> int:
         f"grid {grid.name}: {len(result.runs)} runs, {todo} to run (notebook {grid.notebook}, "
         f"Keras backend {backend})"
     )
-    print(_table(result))
+    if grid.spec.search is not None:
+        search = grid.spec.search
+        left = max(0, search.trials - len(result.runs))
+        print(
+            f"search: {len(result.runs)} of {search.trials} trials sampled so far, {left} more "
+            f"to sample ({search.sampler} sampler)"
+        )
+    if result.runs:
+        print(_table(result))
     if note := stale_note(result.stale, grid.notebook):
         print(note)
     for missing in result.missing_data:

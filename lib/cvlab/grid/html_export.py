@@ -67,7 +67,7 @@ def clean_html(html: str | bytes) -> str:
 
 
 # Statuses of runs that nobody is executing any more: their notebook is final.
-_ENDED = {"ok", "failed", "timeout", "diverged", "interrupted"}
+_ENDED = {"ok", "failed", "timeout", "diverged", "interrupted", "pruned"}
 
 
 def export_run_html(notebook: Path, html: Path) -> None:
