@@ -27,8 +27,9 @@ def make_pruner(spec: PruneSpec, max_epochs: int | None = None) -> optuna.pruner
         )
     # median: cut a run whose best value so far is worse than the median of other runs' at the
     # same epoch, from epoch `min_epochs` on, once `startup_runs` runs have finished
+    # (Optuna's warm-up: no pruning at steps below n_warmup_steps; a step is an epoch, from 1)
     return optuna.pruners.MedianPruner(
-        n_startup_trials=spec.startup_runs, n_warmup_steps=spec.min_epochs - 1
+        n_startup_trials=spec.startup_runs, n_warmup_steps=spec.min_epochs
     )
 
 
