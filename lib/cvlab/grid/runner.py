@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from cvlab.atomic_io import DiskFullError
 from cvlab.backends import check_backend, chosen_backend, gpu_warning
-from cvlab.errors import BackendError, GridSpecError, GridTooLargeError, MissingDataError
+from cvlab.errors import (
+    BackendError,
+    GridSpecError,
+    GridTooLargeError,
+    MissingDataError,
+    PruneMetricError,
+)
 from cvlab.grid.data_checks import MissingData, missing_data
 from cvlab.grid.expand import (
     RunFilterError,
@@ -521,6 +527,15 @@ def _run_locked(
                 grid_log.flush()
                 bar.set_postfix(ok=counts["ok"], failed=counts["failed"] + counts["timeout"])
                 bar.update()
+                if record.error is not None and record.error.type == PruneMetricError.__name__:
+                    # every run would train an epoch and fail the same way: stop here
+                    message = (
+                        "stopping the grid: its prune.metric is not logged by its runs "
+                        "(the error above); runs still executing are interrupted"
+                    )
+                    bar.write(message)
+                    grid_log.write(message + "\n")
+                    break
         except KeyboardInterrupt:
             interrupted = True
             bar.write("interrupted: finished runs are kept; run the same command again to resume")
