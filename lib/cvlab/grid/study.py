@@ -46,14 +46,20 @@ def uses_study(grid: ValidatedGrid) -> bool:
 
 
 def study_name(grid: ValidatedGrid, backend: str) -> str:
-    """`<grid>.<hash>`: a new study when the notebook's code, the fixed params, the space or the
-    pruner change (the old one stays in the file, for optuna-dashboard)."""
+    """`<grid>.<hash>`: a new study when the notebook's code, the fixed params, the space, the
+    sampler or the pruner change (the old one stays in the file, for optuna-dashboard); raising
+    `trials` goes on with the same study."""
     spec = grid.spec
+    search = (
+        spec.search.model_dump(mode="json", by_alias=True, exclude={"trials"})
+        if spec.search
+        else None
+    )
     content = {
         "notebook": notebook_digest(grid.notebook),
         "params": spec.params,
         "grid": spec.grid,
-        "search": spec.search.model_dump(mode="json", by_alias=True) if spec.search else None,
+        "search": search,
         "prune": spec.prune.model_dump(mode="json") if spec.prune else None,
         "backend": backend,
     }
@@ -207,6 +213,10 @@ class GridStudy:
     def reconcile(self, ws: Workspace) -> None:
         """Trials still running whose run finished (a driver killed between the run's end and
         its tell) get their result now."""
+        assert self.study is not None
+        for trial in self.trials():  # asked, but the driver was killed before naming its run
+            if trial.state == TrialState.RUNNING and RUN_ID_ATTR not in trial.user_attrs:
+                self.study.tell(trial.number, state=TrialState.FAIL)
         for trial in self.latest_by_run().values():
             if trial.state != TrialState.RUNNING:
                 continue
