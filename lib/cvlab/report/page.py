@@ -359,10 +359,20 @@ def _search_table(name: str, grid: dict[str, Any]) -> str:
     return (
         f'<section class="search" data-grid="{_e(name)}"><h3>{_e(name)}: search</h3>'
         f'<p class="meta">{_e(" · ".join(notes))}</p><p>{_e(summary)}</p>'
+        f"{_dashboard(search)}"
         f"{_importance_block(search)}"
         f"<details><summary>best {_e(metric)} so far, trial by trial</summary>"
         f'<div class="table-wrap"><table class="trials"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div></details></section>"
+    )
+
+
+def _dashboard(search: dict[str, Any]) -> str:
+    if not search.get("dashboard"):
+        return ""
+    return (
+        f'<p class="meta">Open the study in Optuna\'s dashboard: <code class="dashboard">'
+        f"{_e(search['dashboard'])}</code></p>"
     )
 
 
