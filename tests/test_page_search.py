@@ -328,7 +328,7 @@ def test_the_page_draws_the_search_in_a_browser(ws):
         progress = page.eval_on_selector_all(
             "#grid-panel figure.search-progress", "els => els.map(e => e.dataset.x)"
         )
-        ticks = page.locator("#grid-panel figure.search-progress path.pruned-tick").count()
+        ticks = page.locator("#grid-panel figure.search-progress path.novalue-tick").count()
         importance = page.eval_on_selector_all(
             "#grid-panel .importance-chart tr", "rows => rows.map(r => r.dataset.param)"
         )

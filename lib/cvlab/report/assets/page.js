@@ -728,8 +728,8 @@
   }
 
   /** A searched or pruned grid: best value so far against trials and against epochs spent (a
-   * step line; each complete trial's value a dot, pruned trials grey ticks on the floor), and
-   * each parameter's importance as bars (or why it is not known yet). */
+   * step line; each complete trial's value a dot, trials without one (pruned, failed) grey ticks
+   * on the floor), and each parameter's importance as bars (or why it is not known yet). */
   function searchBlock(grid) {
     const search = grid.search;
     const metric = grid.metric || "rank value";
@@ -823,7 +823,7 @@
         t.value !== null
           ? svgEl("circle", { class: "dot", cx: px, cy: y(t.value), r: 3, fill: "#4e79a7" })
           : svgEl("path", {
-              class: "pruned-tick",
+              class: "novalue-tick",
               d: `M${px},${height - m.b - 6}v6`,
             });
       mark.setAttribute("data-key", t.key);
