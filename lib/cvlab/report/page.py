@@ -21,6 +21,7 @@ import pandas as pd
 from cvlab.atomic_io import write_text_atomic
 from cvlab.errors import PageAssetError
 from cvlab.report.page_data import build_page_data, href, metric_text, to_script_json
+from cvlab.report.search_view import GridSpace
 from cvlab.runs.record import RunRecord
 from cvlab.workspace import Workspace
 
@@ -75,6 +76,12 @@ def _row_anchor(key: str) -> str:
 def _status_cell(run: dict[str, Any]) -> str:
     status = run["status"]
     cell = f'<span class="status s-{_e(status)}">{_e(status)}</span>'
+    pruned = run.get("pruned")
+    if pruned:
+        cell += (
+            f' <span class="pruned-at" title="cut early by the grid\'s pruner: a result, not a '
+            f'failure">{_e(pruned["text"])}</span>'
+        )
     error = run["error"]
     if error:
         summary = f"{error['type']}: {error['message']}"
@@ -270,13 +277,13 @@ def _grids_table(data: dict[str, Any]) -> str:
             "<tr>"
             f"<td>{_link('#grid=' + href(name), name, class_='grid-link', data_grid=name)}</td>"
             f"<td>{_e(grid['notebook'])}</td><td>{grid['runs']}</td><td>{grid['ok']}</td>"
-            f"<td>{grid['bad']}</td><td>{_e(rank_by)}</td>"
+            f"<td>{grid['bad']}</td><td>{grid['pruned']}</td><td>{_e(rank_by)}</td>"
             f"<td>{_link(_row_anchor(best['key']), best['name'], class_='parent-link', data_key=best['key']) + _badges(best) if best else ''}</td>"
             f"<td>{_e(metric_text(best['rank'])) if best else ''}</td><td>{figures}</td></tr>"
         )
     return (
         '<table class="summary"><thead><tr><th>grid</th><th>notebook</th><th>runs</th><th>ok</th>'
-        "<th>failed / timeout</th><th>rank by</th><th>best run</th><th>best value</th>"
+        "<th>failed / timeout</th><th>pruned</th><th>rank by</th><th>best run</th><th>best value</th>"
         f"<th>figures</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -288,6 +295,90 @@ def _seed_sections(data: dict[str, Any]) -> str:
         if grid["seed_groups"]
     ]
     return f'<div id="seed-groups"><h2>Over seeds</h2>{"".join(tables)}</div>' if tables else ""
+
+
+def _importance_block(search: dict[str, Any]) -> str:
+    """Each parameter's importance as bars (a table, readable without the script), or why not."""
+    found = search["importance"]
+    if "note" in found:
+        return f'<p class="meta importance-note">{_e(found["note"])}</p>'
+    rows = "".join(
+        f'<tr data-param="{_e(param)}"><th>{_e(param)}</th><td><span class="bar" '
+        f'style="width:{max(0.0, min(1.0, value)) * 12:.2f}rem"></span></td>'
+        f"<td>{value:.3f}</td></tr>"
+        for param, value in found["params"]
+    )
+    return (
+        f'<h4>Parameter importance</h4><table class="importance"><tbody>{rows}</tbody></table>'
+        f'<p class="meta">{_e(found["evaluator"])} (Optuna) over {found["trials"]} complete '
+        "trials: the share of the rank metric's variance each parameter explains.</p>"
+    )
+
+
+def _search_table(name: str, grid: dict[str, Any]) -> str:
+    """A searched or pruned grid: what it ran, its best value so far by trial and by epochs
+    spent (the table behind the page's charts and `search.png`), its parameters' importance."""
+    search = grid["search"]
+    metric = grid["metric"] or "rank value"
+    parts = [f"{len(search['trials'])} trials", f"{search['complete']} complete"]
+    parts += [f"{search['pruned']} pruned", f"{search['failed']} failed / timeout"]
+    parts.append(f"{search['epochs']} epochs spent")
+    summary = " · ".join(parts)
+    best = search["best_at"]
+    if best:
+        summary += (
+            f" · best {metric} {metric_text(search['best'])} reached at trial {best['trial']} "
+            f"after {best['spent']} epochs"
+        )
+    head = "".join(
+        f"<th>{_e(label)}</th>"
+        for label in ("trial", "run", "status", metric, "epochs", "epochs spent", "best so far")
+    )
+    rows = []
+    for trial in search["trials"]:
+        cells = [
+            str(trial["trial"]),
+            _link(_row_anchor(trial["key"]), trial["name"], class_="parent-link",
+                  data_key=trial["key"]),
+            f'<span class="status s-{_e(trial["status"])}">{_e(trial["status"])}</span>',
+            _e(metric_text(trial["value"])),
+            str(trial["epochs"]),
+            str(trial["spent"]),
+            _e(metric_text(trial["best"])),
+        ]  # fmt: skip
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    notes = []
+    if search["how"]:
+        notes.append(search["how"])
+    if search["study"]:
+        notes.append(f"Optuna study {search['study']} in logs/optuna.db")
+    if search["left_out"]:
+        notes.append(f"{search['left_out']} runs of earlier studies of this grid left out")
+    if search["note"]:
+        notes.append(search["note"])
+    return (
+        f'<section class="search" data-grid="{_e(name)}"><h3>{_e(name)}: search</h3>'
+        f'<p class="meta">{_e(" · ".join(notes))}</p><p>{_e(summary)}</p>'
+        f"{_dashboard(search)}"
+        f"{_importance_block(search)}"
+        f"<details><summary>best {_e(metric)} so far, trial by trial</summary>"
+        f'<div class="table-wrap"><table class="trials"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div></details></section>"
+    )
+
+
+def _dashboard(search: dict[str, Any]) -> str:
+    if not search.get("dashboard"):
+        return ""
+    return (
+        f'<p class="meta">Open the study in Optuna\'s dashboard: <code class="dashboard">'
+        f"{_e(search['dashboard'])}</code></p>"
+    )
+
+
+def _search_sections(data: dict[str, Any]) -> str:
+    tables = [_search_table(name, grid) for name, grid in data["grids"].items() if grid["search"]]
+    return f'<div id="searches"><h2>Searches</h2>{"".join(tables)}</div>' if tables else ""
 
 
 def render_page(data: dict[str, Any], generated: str) -> str:
@@ -302,6 +393,7 @@ def render_page(data: dict[str, Any], generated: str) -> str:
             '<section id="compare" class="panel" hidden></section>'
             '<section id="grid-panel" class="panel" hidden></section>'
             f"{_seed_sections(data)}"
+            f"{_search_sections(data)}"
             f"{_runs_table(data)}"
             f'<script type="application/json" id="cvlab-data">{to_script_json(data)}</script>'
             f"<script>{asset('page.js')}</script>"
@@ -323,9 +415,13 @@ def render_page(data: dict[str, Any], generated: str) -> str:
 
 
 def write_leaderboard_page(
-    frame: pd.DataFrame, records: Iterable[RunRecord], ws: Workspace
+    frame: pd.DataFrame,
+    records: Iterable[RunRecord],
+    ws: Workspace,
+    spaces: dict[str, GridSpace | None] | None = None,
 ) -> Path:
-    """Render `experiments/index.html` from the store's frame and run records."""
-    data = build_page_data(frame, records, ws)
+    """Render `experiments/index.html` from the store's frame and run records (`spaces`: the
+    grids' search spaces, read from `ws`'s store when None)."""
+    data = build_page_data(frame, records, ws, spaces)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return write_text_atomic(ws.leaderboard_page, render_page(data, generated))

@@ -20,13 +20,21 @@ import pandas as pd
 from cvlab.report.page_curves import load_curves
 from cvlab.report.rank_chart import rank_chart
 from cvlab.report.ranking import best_run_ids, flag, leaderboard_order
+from cvlab.report.search_view import (
+    SEARCH_FIGURE,
+    GridSpace,
+    grid_spaces,
+    pruned_text,
+    search_entry,
+)
 from cvlab.report.seed_groups import group_by_seed
+from cvlab.report.store import LeaderboardStore
 from cvlab.runs.epoch_metrics import EpochSummary, flat_summary
 from cvlab.runs.record import CURVES_FILE, HISTORY_FILE, HTML_FILE, NOTEBOOK_FILE, RunRecord
 from cvlab.workspace import Workspace
 
 RUN_REF_PREFIX = "run:"  # `weights="run:<id>"`, `resume_from="run:<grid>/<id>"` name a parent run
-GRID_FIGURES = ("rank_vs_params.png", "validation_curves.png")
+GRID_FIGURES = ("rank_vs_params.png", "validation_curves.png", SEARCH_FIGURE)
 
 
 def href(*segments: str) -> str:
@@ -220,14 +228,32 @@ def _run_entry(
         **run_hardware(record),
         "started": record.started_at.strftime("%Y-%m-%d %H:%M:%S") if record.started_at else "",
         "error": error,
+        # a pruned run: where the pruner stopped it (None for other runs)
+        "pruned": {
+            "epoch": record.pruned_at_epoch,
+            "rung": record.rung,
+            "text": pruned_text(record.pruned_at_epoch, record.rung),
+        }
+        if record.status == "pruned"
+        else None,
         "links": run_links(ws, record),
         "curves": load_curves(ws.run_dir(record.grid, record.run_id) / HISTORY_FILE),
     }
 
 
-def _grid_entry(grid: str, group: pd.DataFrame, runs: list[dict], ws: Workspace) -> dict:
+def _grid_entry(
+    grid: str,
+    group: pd.DataFrame,
+    runs: list[dict],
+    ws: Workspace,
+    records: list[RunRecord],
+    space: GridSpace | None,
+) -> dict:
     metric = group["rank_metric"].iloc[0]
     metric = metric if isinstance(metric, str) and metric else None
+    mode = group["rank_mode"].iloc[0] if metric else None
+    search = search_entry(records, {run["key"]: run["rank"] for run in runs}, space, mode, metric)
+    scales = search["scales"] if search else {}
     best = [run["key"] for run in runs if run["best"]]
     best_with_stale = [run["key"] for run in runs if run["best_with_stale"]]
     figures = [
@@ -239,10 +265,11 @@ def _grid_entry(grid: str, group: pd.DataFrame, runs: list[dict], ws: Workspace)
         "name": grid,
         "notebook": runs[0]["notebook"],
         "metric": metric,
-        "mode": group["rank_mode"].iloc[0] if metric else None,
+        "mode": mode,
         "runs": len(runs),
         "ok": sum(run["status"] == "ok" for run in runs),
         "bad": sum(run["status"] in ("failed", "timeout") for run in runs),
+        "pruned": sum(run["status"] == "pruned" for run in runs),  # results, not failures
         "best": best[0] if best else None,
         "best_with_stale": best_with_stale[0] if best_with_stale else None,
         "stale": sum(run["stale"] for run in runs),
@@ -251,8 +278,12 @@ def _grid_entry(grid: str, group: pd.DataFrame, runs: list[dict], ws: Workspace)
         "view": column_view(runs, exclude_metrics=[metric] if metric else []),
         "seed_groups": seed_group_entries(group[~flag(group, "stale")], runs),
         # the rank-against-parameter chart the page draws (plots.py draws the same one)
-        "rank_chart": rank_chart(runs),
-        "rank_chart_with_stale": rank_chart(runs, True) if any(r["stale"] for r in runs) else None,
+        "rank_chart": rank_chart(runs, scales=scales),
+        "rank_chart_with_stale": rank_chart(runs, True, scales)
+        if any(r["stale"] for r in runs)
+        else None,
+        # a searched or pruned grid: best so far by trials and epochs, importance (None: plain)
+        "search": search,
     }
 
 
@@ -308,10 +339,24 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def workspace_spaces(ws: Workspace) -> dict[str, GridSpace | None]:
+    """The space of each grid the workspace's store registered (none without a store)."""
+    if not ws.leaderboard_db.is_file():
+        return {}
+    return grid_spaces(LeaderboardStore(ws.leaderboard_db).grids(), ws.root)
+
+
 def build_page_data(
-    frame: pd.DataFrame, records: Iterable[RunRecord], ws: Workspace
+    frame: pd.DataFrame,
+    records: Iterable[RunRecord],
+    ws: Workspace,
+    spaces: dict[str, GridSpace | None] | None = None,
 ) -> dict[str, Any]:
-    """Everything the page shows: `runs` in leaderboard order, `grids`, the all-grids `view`."""
+    """Everything the page shows: `runs` in leaderboard order, `grids`, the all-grids `view`.
+    `spaces`: each grid's space (`search_view.grid_spaces`), read from `ws`'s store when None."""
+    records = list(records)
+    if spaces is None:
+        spaces = workspace_spaces(ws)
     by_key = {(r.grid, r.run_id): r for r in records}
     best, best_with_stale = best_keys(frame), best_keys(frame, include_stale=True)
     runs: list[dict] = []
@@ -328,7 +373,14 @@ def build_page_data(
             run["parent"] = resolve_parent(run["params"], run["grid"], run_ids)
         for grid, group in ordered.groupby("grid", sort=True):
             members = [run for run in runs if run["grid"] == grid]
-            grids[str(grid)] = _grid_entry(str(grid), group, members, ws)
+            grids[str(grid)] = _grid_entry(
+                str(grid),
+                group,
+                members,
+                ws,
+                [r for r in records if r.grid == grid],
+                spaces.get(str(grid)),
+            )
     return {
         "runs": runs,
         "grids": grids,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cvlab.atomic_io import write_atomic
 from cvlab.report.page import write_leaderboard_page
+from cvlab.report.page_data import workspace_spaces
 from cvlab.report.plots import write_grid_figures
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs.record import RunRecord
@@ -21,10 +22,12 @@ def publish(ws: Workspace, grids: list[str] | None = None) -> Path:
     store.export_csv(ws.leaderboard_csv)
     frame = store.frame()
     records = store.records()
+    spaces = workspace_spaces(ws)  # searched and pruned grids' spaces, from their grid files
     for grid in grids if grids is not None else sorted(frame["grid"].unique()):
-        write_grid_figures(frame, ws, grid)
-        copy_run_images(ws, [r for r in records if r.grid == grid])
-    return write_leaderboard_page(frame, records, ws)
+        mine = [r for r in records if r.grid == grid]
+        write_grid_figures(frame, ws, grid, spaces.get(grid), mine)
+        copy_run_images(ws, mine)
+    return write_leaderboard_page(frame, records, ws, spaces)
 
 
 _UNSAFE = re.compile(r"[^\w.=,+-]")  # run names come from parameter values

@@ -41,12 +41,38 @@ def _eligible(points: list[dict[str, Any]], include_stale: bool) -> list[dict[st
     return real or ranked
 
 
-def rank_chart(runs: Iterable[dict[str, Any]], include_stale: bool = False) -> dict[str, Any]:
+def _numeric(values: list[str | None]) -> bool:
+    """Every value is set and reads as a finite number (a numeric axis can place it)."""
+    for value in values:
+        try:
+            if value is None or not math.isfinite(float(value)):
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def panel_scale(values: list[str | None], scale: str | None) -> str:
+    """A panel's x axis: `scale` (linear or log, from a searched grid's space) when every value
+    can sit on it (set, a number, positive on a log axis), else `category` (evenly spaced)."""
+    if scale not in ("linear", "log") or not _numeric(values):
+        return "category"
+    if scale == "log" and any(float(v) <= 0 for v in values):  # type: ignore[arg-type]
+        return "category"
+    return scale
+
+
+def rank_chart(
+    runs: Iterable[dict[str, Any]],
+    include_stale: bool = False,
+    scales: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The chart of one grid's `runs` (each: `key`, `name`, `params` as text, `rank`, `best`,
     `stale`, `synthetic`, as in the page data). Panels: the parameters whose values differ
     between runs, in name order; `seed` only when nothing else varies (with seeds, their spread
     is what the error bars show). Each panel: its values in order (None: not set) and, per value
-    with points, the mean, the sample standard deviation (None for one run) and the count."""
+    with points, the mean, the sample standard deviation (None for one run) and the count, and
+    its axis `scale`: category, or linear / log where `scales` (a searched grid's space) says so."""
     members = list(runs)
     points = _eligible(members, include_stale)
     names = sorted({name for run in members for name in run["params"]})
@@ -65,7 +91,8 @@ def rank_chart(runs: Iterable[dict[str, Any]], include_stale: bool = False) -> d
             groups.append(
                 {"value": value, "mean": float(np.mean(ranks)), "sd": sd, "n": int(len(ranks))}
             )
-        panels.append({"param": name, "values": values, "groups": groups})
+        scale = panel_scale(values, (scales or {}).get(name))
+        panels.append({"param": name, "values": values, "groups": groups, "scale": scale})
     return {
         "panels": panels,
         "points": [

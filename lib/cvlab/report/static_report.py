@@ -17,6 +17,7 @@ from pathlib import Path
 from cvlab.atomic_io import write_atomic, write_text_atomic
 from cvlab.errors import ReportError
 from cvlab.report.page import write_leaderboard_page
+from cvlab.report.search_view import grid_spaces
 from cvlab.report.store import LeaderboardStore, only_grids
 from cvlab.runs.record import CURVES_FILE, HISTORY_FILE, HTML_FILE, RunRecord
 from cvlab.workspace import Workspace
@@ -88,5 +89,6 @@ def write_report(grids: Iterable[str] | None, out: str | Path, *, source: str | 
         _copy_run(src, dst, record)
     # The report's own CSV, with exactly the rows its page shows
     write_atomic(dst.leaderboard_csv, lambda tmp: frame.to_csv(tmp, index=False))
-    write_leaderboard_page(frame, records, dst)
+    # the grids' spaces from their files in the source workspace (a report has no store)
+    write_leaderboard_page(frame, records, dst, grid_spaces(known, src.root))
     return write_text_atomic(dst.root / "index.html", REDIRECT)

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at    TEXT,
     duration_s  REAL,
     record      TEXT,
+    pruned_at_epoch INTEGER,
+    rung        INTEGER,
     PRIMARY KEY (grid, run_id)
 );
 """
@@ -53,9 +55,19 @@ BASE_COLUMNS = [
     "grid", "run_id", "name", "notebook", "status", "seed", "rank_metric", "rank_mode",
     "rank_value", "error_type", "error_message", "error_traceback", "epochs",
     "started_at", "ended_at", "duration_s", "code_digest", "stale", "synthetic",
+    "pruned_at_epoch", "rung",
 ]  # fmt: skip
-# Columns added to a table after stores existed: added to an older store when it is opened.
-_ADDED_COLUMNS = {"grids": {"code_digest": "TEXT"}}
+# Columns added to a table after stores existed: added to an older store when it is opened
+# (a pruned run's epoch and rung are also in its stored record, from which they are filled in).
+_ADDED_COLUMNS = {
+    "grids": {"code_digest": "TEXT"},
+    "runs": {"pruned_at_epoch": "INTEGER", "rung": "INTEGER"},
+}
+_RUN_COLUMNS = (
+    "grid", "run_id", "name", "notebook", "status", "seed", "rank_value", "params", "metrics",
+    "error_type", "error_message", "error_traceback", "epochs", "started_at", "ended_at",
+    "duration_s", "record", "pruned_at_epoch", "rung",
+)  # fmt: skip
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -111,6 +123,16 @@ class LeaderboardStore:
                 for name, kind in columns.items():
                     if name not in have:
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                        if table == "runs":
+                            self._fill_from_records(conn, name)
+
+    @staticmethod
+    def _fill_from_records(conn: sqlite3.Connection, column: str) -> None:
+        """A column added to an older store: its value from each stored record's field."""
+        conn.execute(
+            f"UPDATE runs SET {column} = json_extract(record, '$.{column}') "
+            "WHERE record IS NOT NULL AND json_valid(record)"
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -177,12 +199,14 @@ class LeaderboardStore:
                     rec.epochs_completed,
                     rec.started_at.isoformat() if rec.started_at else None,
                     rec.ended_at.isoformat() if rec.ended_at else None,
-                    rec.duration_s, rec.model_dump_json(),
+                    rec.duration_s, rec.model_dump_json(), rec.pruned_at_epoch, rec.rung,
                 )
             )  # fmt: skip
         with self._connect() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
+                rows,
             )
 
     def records(self, grid: str | None = None) -> list[RunRecord]:

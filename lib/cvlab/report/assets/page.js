@@ -437,7 +437,7 @@
       ui.statuses,
       ui.notebookLabel,
       reset,
-      staleToggle,
+      ...(staleToggle ? [staleToggle] : []), // replaceChildren would write a null as "null"
       ui.count,
       ui.params,
       ui.compare,
@@ -724,6 +724,114 @@
       ),
     );
     panel.append(el("div", { class: "charts" }, small, parallel));
+    if (grid.search) panel.append(searchBlock(grid));
+  }
+
+  /** A searched or pruned grid: best value so far against trials and against epochs spent (a
+   * step line; each complete trial's value a dot, trials without one (pruned, failed) grey ticks
+   * on the floor), and each parameter's importance as bars (or why it is not known yet). */
+  function searchBlock(grid) {
+    const search = grid.search;
+    const metric = grid.metric || "rank value";
+    const charts = [
+      ["trial", "trials"],
+      ["spent", "epochs spent"],
+    ].map(([x, xLabel]) =>
+      el(
+        "figure",
+        { class: "chart search-progress", "data-x": x },
+        stepChart(search.trials, x, xLabel, `best ${metric} so far`),
+        el("figcaption", {}, `best ${metric} so far against ${xLabel}`),
+      ),
+    );
+    const found = search.importance;
+    let importance;
+    if (found.note) importance = el("p", { class: "meta importance-note" }, found.note);
+    else {
+      importance = el(
+        "figure",
+        { class: "chart importance-chart" },
+        el(
+          "table",
+          { class: "importance" },
+          el(
+            "tbody",
+            {},
+            found.params.map(([param, value]) =>
+              el(
+                "tr",
+                { "data-param": param },
+                el("th", {}, param),
+                el(
+                  "td",
+                  {},
+                  el("span", {
+                    class: "bar",
+                    style: `width:${(Math.max(0, Math.min(1, value)) * 12).toFixed(2)}rem`,
+                  }),
+                ),
+                el("td", {}, value.toFixed(3)),
+              ),
+            ),
+          ),
+        ),
+        el("figcaption", {}, `parameter importance (${found.evaluator}, ${found.trials} trials)`),
+      );
+    }
+    return el(
+      "div",
+      { class: "search-charts" },
+      el("h3", {}, `${grid.name}: search${search.how ? " · " + search.how : ""}`),
+      el("div", { class: "charts" }, charts, importance),
+    );
+  }
+
+  function stepChart(trials, xKey, xLabel, yLabel) {
+    const width = 360;
+    const height = 220;
+    const m = { l: 58, r: 14, t: 10, b: 34 };
+    const svg = plotFrame(width, height, `${yLabel} against ${xLabel}`);
+    const valued = trials.filter((t) => t.value !== null);
+    const reached = trials.filter((t) => t.best !== null);
+    if (!reached.length) {
+      const text = svgEl("text", { x: width / 2, y: height / 2 }, "no complete trial yet");
+      return build(svg, {}, [text]);
+    }
+    const x = scale(extent([0, ...trials.map((t) => t[xKey])]), [m.l, width - m.r]);
+    const y = scale(extent(valued.map((t) => t.value)), [height - m.b, m.t]);
+    yAxis(svg, y, m.l, width - m.r, yLabel);
+    for (const tick of x.ticks(6, true)) {
+      const at = { x: x(tick), y: height - m.b + 14, "text-anchor": "middle" };
+      svg.append(svgEl("text", at, fmt(tick)));
+    }
+    svg.append(
+      svgEl("text", { x: (m.l + width - m.r) / 2, y: height - 4, "text-anchor": "middle" }, xLabel),
+    );
+    let d = "";
+    reached.forEach((t, i) => {
+      const [px, py] = [x(t[xKey]).toFixed(1), y(t.best).toFixed(1)];
+      d += i ? `H${px}V${py}` : `M${px},${py}`;
+    });
+    d += `H${x(trials[trials.length - 1][xKey]).toFixed(1)}`;
+    svg.append(svgEl("path", { class: "series best-so-far", stroke: "#1f4e8c", d }));
+    for (const t of trials) {
+      const run = runByKey.get(t.key);
+      const value = t.value === null ? "no value" : fmt(t.value);
+      const title = `trial ${t.trial} (${t.name}, ${t.status}): ${value}, ${t.spent} epochs spent`;
+      const px = x(t[xKey]);
+      const mark =
+        t.value !== null
+          ? svgEl("circle", { class: "dot", cx: px, cy: y(t.value), r: 3, fill: "#4e79a7" })
+          : svgEl("path", {
+              class: "novalue-tick",
+              d: `M${px},${height - m.b - 6}v6`,
+            });
+      mark.setAttribute("data-key", t.key);
+      mark.append(svgEl("title", {}, title));
+      if (run) mark.addEventListener("click", () => togglePick(run.key));
+      svg.append(mark);
+    }
+    return svg;
   }
 
   // ---- SVG charts ---------------------------------------------------------------------------
@@ -852,33 +960,73 @@
     return svg;
   }
 
+  function isNumeric(panel) {
+    return panel.scale === "linear" || panel.scale === "log";
+  }
+
+  /** Where a parameter's values sit between pixels r0 and r1: evenly spaced categories (band
+   * centres), or a numeric axis, logarithmic where the searched grid's space is (`panel.scale`,
+   * decided in Python). `ticks`: [pixel, label, full label] to write along it. */
+  function paramAxis(panel, r0, r1) {
+    const { values } = panel;
+    if (!isNumeric(panel)) {
+      const band = (r1 - r0) / values.length;
+      const pos = (value) => r0 + band * (values.indexOf(value) + 0.5);
+      const ticks = [];
+      values.forEach((value, i) => {
+        const label = value === null ? NOT_SET : value;
+        if (i % labelEvery(values) === 0) ticks.push([pos(value), label, label]);
+      });
+      return { pos, band, ticks };
+    }
+    const log = panel.scale === "log";
+    const t = log ? Math.log10 : (v) => v;
+    const numbers = values.map(Number);
+    const s = scale(extent(numbers.map(t)), [r0, r1]);
+    const pos = (value) => s(t(Number(value)));
+    let marks = [];
+    if (log) {
+      const lo = Math.min(...numbers);
+      const hi = Math.max(...numbers);
+      for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+        for (const k of [1, 2, 5]) marks.push(Number((k * Math.pow(10, e)).toPrecision(12)));
+      }
+      const [a, b] = [Math.min(r0, r1), Math.max(r0, r1)];
+      marks = marks.filter((v) => s(t(v)) >= a - 0.5 && s(t(v)) <= b + 0.5);
+      if (marks.length > 7) marks = marks.filter((v) => Number.isInteger(Math.log10(v)));
+    } else {
+      marks = s.ticks(5);
+    }
+    return { pos, band: 0, ticks: marks.map((v) => [s(t(v)), fmt(v), fmt(v)]) };
+  }
+
   /** A panel of the rank chart: a dot per ranked run at its parameter value (evenly spaced
    * categories), a line through the means, mean ± sample standard deviation as error bars. The
    * statistics come with the chart; runs the filters hide are drawn faint. */
   function dotChart(panel, points, grid) {
     const { param, values, groups } = panel;
-    const width = Math.min(520, Math.max(200, 60 * values.length + 70));
+    const numeric = isNumeric(panel);
+    const width = numeric ? 340 : Math.min(520, Math.max(200, 60 * values.length + 70));
     const height = 200;
-    const m = { l: 54, r: 10, t: 10, b: 44 };
-    const band = (width - m.l - m.r) / values.length;
-    const cx = (value) => m.l + band * (values.indexOf(value) + 0.5);
+    const m = { l: 54, r: 14, t: 10, b: 44 };
+    const axis = paramAxis(panel, m.l, width - m.r);
+    const band = axis.band;
+    const cx = axis.pos;
     const y = scale(extent(points.map((point) => point.rank)), [height - m.b, m.t]);
     const svg = plotFrame(width, height, `${grid.metric} by ${param}`);
+    svg.dataset.scale = panel.scale || "category";
     yAxis(svg, y, m.l, width - m.r, grid.metric);
     const valueOf = (point) => (param in point.params ? point.params[param] : null);
-    values.forEach((value, i) => {
-      const label = value === null ? NOT_SET : value;
-      if (i % labelEvery(values) === 0) {
-        svg.append(
-          svgEl(
-            "text",
-            { x: cx(value), y: height - m.b + 14, "text-anchor": "middle" },
-            shorten(label),
-            svgEl("title", {}, label),
-          ),
-        );
-      }
-    });
+    for (const [px, label, full] of axis.ticks) {
+      svg.append(
+        svgEl(
+          "text",
+          { x: px, y: height - m.b + 14, "text-anchor": "middle" },
+          shorten(label),
+          svgEl("title", {}, full),
+        ),
+      );
+    }
     const clamp = (py) => Math.min(height - m.b, Math.max(m.t, py));
     for (const { value, mean, sd, n } of groups) {
       if (sd === null) continue;
@@ -896,9 +1044,14 @@
       );
     }
     svg.append(
-      svgEl("text", { x: (m.l + width - m.r) / 2, y: height - 6, "text-anchor": "middle" }, param),
+      svgEl(
+        "text",
+        { x: (m.l + width - m.r) / 2, y: height - 6, "text-anchor": "middle" },
+        panel.scale === "log" ? `${param} (log scale)` : param,
+      ),
     );
-    if (groups.length > 1) {
+    // sampled values each have one run: a line through them would be noise
+    if (groups.length > 1 && (!numeric || groups.some((g) => g.n > 1))) {
       svg.append(
         svgEl("path", {
           class: "mean",
@@ -918,7 +1071,7 @@
         "circle",
         {
           class: classes.join(" "),
-          cx: cx(value) + ((nth % 5) - 2) * 3,
+          cx: cx(value) + (numeric ? 0 : ((nth % 5) - 2) * 3),
           cy: y(point.rank),
           r: 4,
           fill: isBest(run) ? "#bf8700" : "#4e79a7",
@@ -956,10 +1109,16 @@
     const svg = plotFrame(width, height, `parameters and ${grid.metric}`);
     // the best runs last, so that they are drawn on top
     const byGoodness = list.slice().sort((a, b) => goodness(a.rank) - goodness(b.rank));
+    // numeric parameters (a searched grid's) on numeric axes, low at the bottom
+    const numericAxes = axes.map((panel) =>
+      isNumeric(panel) ? paramAxis(panel, bottom, top) : null,
+    );
+    const placeY = (i, value) =>
+      numericAxes[i] ? numericAxes[i].pos(value) : catY(axes[i].values, value);
     for (const run of byGoodness) {
-      const points = axes.map(({ param, values }, i) => [
+      const points = axes.map(({ param }, i) => [
         m.l + i * step,
-        catY(values, param in run.params ? run.params[param] : null),
+        placeY(i, param in run.params ? run.params[param] : null),
       ]);
       points.push([m.l + axes.length * step, y(run.rank)]);
       const colour = shade(goodness(run.rank));
@@ -1000,8 +1159,13 @@
       const x = m.l + i * step;
       svg.append(
         svgEl("line", { class: "axis-line", x1: x, x2: x, y1: top, y2: bottom, stroke: "#57606a" }),
-        label(x, 12, param, "middle"),
+        label(x, 12, axes[i].scale === "log" ? `${param} (log)` : param, "middle"),
       );
+      if (numericAxes[i]) {
+        for (const [py, text] of numericAxes[i].ticks)
+          svg.append(label(x - 4, py + 3, text, "end"));
+        return;
+      }
       for (const [j, value] of values.entries()) {
         if (j % labelEvery(values) !== 0) continue;
         const text = value === null ? NOT_SET : value;
