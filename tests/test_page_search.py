@@ -213,7 +213,7 @@ def test_best_so_far_by_trial_and_by_epochs_spent(ws):
         37,
     )
     assert search["study"] == "s.0123abcd" and search["left_out"] == 0
-    assert search["dashboard"] == "optuna-dashboard sqlite:///x/logs/optuna.db"
+    assert search["dashboard"] == "optuna-dashboard sqlite:///logs/optuna.db"
     assert "tpe search of 8 trials" in search["how"] and "asha" in search["how"]
     assert page_data(ws)["grids"]["p"]["search"] is None  # a plain grid shows no search
 
@@ -284,7 +284,7 @@ def test_publish_draws_the_search_figure_and_links_it(ws):
     assert (ws.grid_figs("s") / SEARCH_FIGURE).is_file()
     assert not (ws.grid_figs("p") / SEARCH_FIGURE).exists()
     assert f'href="../figs/s/{SEARCH_FIGURE}"' in page
-    assert '<code class="dashboard">optuna-dashboard sqlite:///x/logs/optuna.db</code>' in page
+    assert '<code class="dashboard">optuna-dashboard sqlite:///logs/optuna.db</code>' in page
     embedded = re.search(r'<script type="application/json" id="cvlab-data">(.*?)</script>', page)
     data = json.loads(embedded.group(1))
     assert data["grids"]["s"]["search"]["trials"][-1]["spent"] == 37

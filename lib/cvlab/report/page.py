@@ -371,8 +371,8 @@ def _dashboard(search: dict[str, Any]) -> str:
     if not search.get("dashboard"):
         return ""
     return (
-        f'<p class="meta">Open the study in Optuna\'s dashboard: <code class="dashboard">'
-        f"{_e(search['dashboard'])}</code></p>"
+        f'<p class="meta">Open the study in Optuna\'s dashboard, from the output folder: '
+        f'<code class="dashboard">{_e(search["dashboard"])}</code></p>'
     )
 
 

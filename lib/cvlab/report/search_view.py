@@ -268,11 +268,12 @@ def search_entry(
     if space is not None and space.prune is not None:
         prune = space.prune
         how.append(f"pruned by {prune.method} on {prune.metric} from epoch {prune.min_epochs}")
-    storage = next((r.trial.storage for r in members if r.trial is not None), "")
     return {
         "study": study,
-        # the same study in Optuna's own dashboard (a Dask run's gRPC address is not kept open)
-        "dashboard": f"optuna-dashboard {storage}" if storage.startswith("sqlite:") else "",
+        # the same study in Optuna's own dashboard, run in the output folder: the study file is
+        # always logs/optuna.db there (the runs' own links may name a moved folder, or a Dask
+        # run's gRPC address, which is closed once the grid ends)
+        "dashboard": "optuna-dashboard sqlite:///logs/optuna.db" if study else "",
         "how": ", ".join(how),
         "metric": metric,
         "mode": mode,
