@@ -26,6 +26,7 @@ epochs. The exit status is 0 either way (a benchmark, not a test).
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import os
@@ -38,6 +39,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from scipy.stats import spearmanr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))  # the worktree's cvlab, as run_grid.py uses it
@@ -66,6 +69,7 @@ class Outcome:
 
     label: str
     wall_s: float
+    folder: Path  # the grid's experiments/<grid>/ folder: one run folder per record
     records: list[RunRecord] = field(default_factory=list)
 
     @property
@@ -156,12 +160,16 @@ def write_yaml(path: Path, content: dict[str, Any]) -> Path:
 
 
 def records_of(out: Path, grid: str) -> list[RunRecord]:
-    folder = out / "experiments" / grid
+    folder = runs_folder(out, grid)
     found = (RunRecord.load_if_present(p.parent) for p in sorted(folder.glob("*/record.json")))
     return sorted(
         (r for r in found if r is not None),
         key=lambda r: r.started_at.timestamp() if r.started_at else 0.0,
     )
+
+
+def runs_folder(out: Path, grid: str) -> Path:
+    return out / "experiments" / grid
 
 
 @contextmanager
@@ -200,12 +208,63 @@ def run_strategy(key: str, grid_yaml: Path, out: Path, budget: int | None, args)
     wall = time.perf_counter() - start
     if result.interrupted:
         sys.exit(f"interrupted during {key}")
-    outcome = Outcome(label, wall, records_of(out, grid))
+    outcome = Outcome(label, wall, runs_folder(out, grid), records_of(out, grid))
+    timings = out.parent / "timings.json"
+    saved = json.loads(timings.read_text()) if timings.exists() else {}
+    timings.write_text(json.dumps({**saved, key: wall}), encoding="utf-8")
     print(
         f"== {key}: {len(outcome.records)} runs, {outcome.epochs} epochs, {wall / 60:.1f} min",
         flush=True,
     )
     return outcome
+
+
+def reuse_strategy(key: str, out: Path) -> Outcome | None:
+    """A strategy of an earlier invocation (--reuse): its records, and its wall time as that
+    invocation timed it (else from its first run's start to its last run's end)."""
+    grid, label = STRATEGIES[key]
+    records = records_of(out, grid)
+    if not records:
+        return None
+    timings = out.parent / "timings.json"
+    wall = json.loads(timings.read_text()).get(key) if timings.exists() else None
+    if wall is None:
+        ends = [r.ended_at for r in records if r.ended_at]
+        starts = [r.started_at for r in records if r.started_at]
+        wall = (max(ends) - min(starts)).total_seconds() if ends and starts else 0.0
+    print(f"== {key}: reused {len(records)} runs from {out}", flush=True)
+    return Outcome(label, wall, runs_folder(out, grid), records)
+
+
+def rung_epochs(args: argparse.Namespace) -> list[int]:
+    """ASHA's rungs before the last epoch: min_epochs, x reduction_factor, ..."""
+    rungs, epoch = [], args.min_epochs
+    while epoch < args.epochs:
+        rungs.append(epoch)
+        epoch *= args.reduction_factor
+    return rungs
+
+
+def val_history(outcome: Outcome, record: RunRecord) -> dict[int, float]:
+    path = outcome.folder / record.run_id / "history.csv"
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8") as f:
+        return {int(row["epoch"]): float(row["val_accuracy"]) for row in csv.DictReader(f)}
+
+
+def early_agreement(full: Outcome, rungs: list[int]) -> list[tuple[int, float]]:
+    """Do early epochs say something? Over the full grid's runs, the rank correlation
+    (Spearman) of each rung's validation accuracy with the last epoch's: near 1, a rung keeps
+    the runs that end best; near 0 or below, it cuts at random or the wrong ones."""
+    histories = [h for h in (val_history(full, r) for r in full.records) if h]
+    out = []
+    for epoch in rungs:
+        pairs = [(h[epoch], h[max(h)]) for h in histories if epoch in h]
+        if len(pairs) >= 3:
+            rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic
+            out.append((epoch, float(rho)))
+    return out
 
 
 def _version(dist: str) -> str:
@@ -226,7 +285,7 @@ def _setting(record: RunRecord | None) -> str:
     return f"lr {p['learning_rate']:.3g}, batch {p['batch_size']}, momentum {p['momentum']:g}"
 
 
-def report(outcomes: dict[str, Outcome]) -> None:
+def report(outcomes: dict[str, Outcome], rungs: list[int]) -> None:
     print()
     header = f"{'':3}{'strategy':40} {'runs (ok/pruned)':>17} {'epochs':>7} {'wall':>9}"
     print(f"{header} {'best val':>9} {'its test':>9}  chosen configuration")
@@ -245,6 +304,12 @@ def report(outcomes: dict[str, Outcome]) -> None:
     if a is None or not a.epochs:
         return
     print()
+    agreement = early_agreement(a, rungs)
+    if agreement:
+        print(
+            "A's runs, rank correlation (Spearman) of val_accuracy at a rung with the last "
+            "epoch's: " + ", ".join(f"epoch {e}: {rho:+.2f}" for e, rho in agreement)
+        )
     for key in ("B", "C"):
         o = outcomes.get(key)
         if o is None:
@@ -295,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results", type=Path, default=None, help="keep the output folders here (a temp dir)"
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --results: read back the strategies an earlier run left there, run the rest",
+    )
     parser.add_argument("--echo", action="store_true", help="echo every epoch's line")
     args = parser.parse_args(argv)
     keys = [k for k in "ABC" if k in args.strategies.upper()]
@@ -302,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("strategy C needs B (its epoch budget)")
     if args.min_epochs > args.epochs:
         parser.error("--min-epochs must be at most --epochs")
+    if args.reuse and args.results is None:
+        parser.error("--reuse needs --results DIR")
 
     n = len(list(itertools.product(args.learning_rates, args.batch_sizes, args.momenta)))
     tensorflow = _version("tensorflow-cpu")
@@ -321,9 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         outcomes: dict[str, Outcome] = {}
         for key in keys:
             grid_yaml = write_yaml(root / f"{STRATEGIES[key][0]}.yaml", grids[key])
+            out = root / f"out-{key}"
+            reused = reuse_strategy(key, out) if args.reuse else None
             budget = outcomes["B"].epochs if key == "C" else None
-            outcomes[key] = run_strategy(key, grid_yaml, root / f"out-{key}", budget, args)
-            report(outcomes)  # the figures so far, should a later strategy not finish
+            outcomes[key] = reused or run_strategy(key, grid_yaml, out, budget, args)
+            report(outcomes, rung_epochs(args))  # the figures so far, should one not finish
         print(f"\nresults in {root}" if args.results else "")
     return 0
 
