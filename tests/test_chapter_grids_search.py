@@ -1,8 +1,12 @@
 """The chapters' pruned grids and the quickstart's search: each validates against its notebook,
-keeps its chapter grid's rows, and the quickstart search runs end to end (slow)."""
+keeps its chapter grid's rows, and the quickstart search runs end to end (slow); the search
+benchmark's grids validate and its epoch budget holds."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from argparse import Namespace
 from pathlib import Path
 
 import optuna
@@ -12,7 +16,8 @@ from cvlab.grid.runner import run_grid
 from cvlab.grid.spec import load_grid_spec
 from cvlab.search.storage import open_storage, sqlite_address
 
-GRIDS = Path(__file__).resolve().parents[1] / "grids"
+REPO = Path(__file__).resolve().parents[1]
+GRIDS = REPO / "grids"
 PRUNED = {
     "optimizers_pruned": "optimizers",
     "augmentation_pruned": "augmentation",
@@ -71,3 +76,51 @@ def test_quickstart_search_runs(tmp_path):
 
     again = run_grid(GRIDS / "quickstart_search.yaml", out=tmp_path, echo=False)
     assert not any(r.ran for r in again.runs) and len(again.runs) == 4
+
+
+def _bench_search():
+    """bench/search.py as a module (bench/ is no package); registered, as its dataclasses need."""
+    if "bench_search" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_search", REPO / "bench" / "search.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_search"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["bench_search"]
+
+
+def _bench_args(**changes) -> Namespace:
+    defaults = dict(
+        size=32, epochs=9, min_epochs=1, reduction_factor=3, learning_rates=[0.1, 0.01],
+        batch_sizes=[32, 64], momenta=[0.0, 0.9], val_fraction=0.15, limit_per_class=None,
+        seed=0, max_trials=64,
+    )  # fmt: skip
+    return Namespace(**{**defaults, **changes})
+
+
+def test_bench_search_grids_validate(tmp_path):
+    bench = _bench_search()
+    args = _bench_args()
+    grids = bench.grid_dicts(args)
+    for key, content in grids.items():
+        grid = load_grid_spec(bench.write_yaml(tmp_path / f"{key}.yaml", content))
+        assert grid.spec.rank_by.metric == "val_accuracy:last"
+        assert (grid.spec.prune is None) == (key == "A")
+    assert grids["A"]["grid"] == grids["B"]["grid"]  # B is A with pruning
+    assert grids["C"]["search"]["space"]["learning_rate"] == {"loguniform": [0.01, 0.1]}
+    assert bench.rung_epochs(args) == [1, 3]
+    assert bench.rung_epochs(_bench_args(epochs=27, min_epochs=3)) == [3, 9]
+
+
+def test_bench_epoch_budget_stops_a_search(tmp_path, light_notebook, write_grid):
+    """A search of 10 trials of 2 epochs within 5 epochs: two trials (4 epochs), no third."""
+    bench = _bench_search()
+    search = {"trials": 10, "sampler": "random", "seed": 0, "space": {"lr": {"uniform": [0, 1]}}}
+    grid = write_grid(
+        {"name": "s", "notebook": "light.ipynb", "search": search,
+         "rank_by": {"metric": "score", "mode": "max"}}
+    )  # fmt: skip
+    out = tmp_path / "out"
+    with bench.epoch_budget(out, "s", budget=5, max_epochs=2):
+        result = run_grid(grid, out=out, echo=False, prewarm=False)
+    assert [r.state for r in result.runs] == ["ok", "ok"]
+    assert sum(r.epochs_completed for r in bench.records_of(out, "s")) == 4
