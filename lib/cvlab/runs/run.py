@@ -224,19 +224,23 @@ class Run:
         shown = " - ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
         of = f"/{total_epochs}" if total_epochs else ""
         print(f"[{self.record.name or self.record.run_id}] epoch {epoch}{of} - {shown}", flush=True)
-        self._report_to_trial(int(epoch), row)
+        self._report_to_trial(
+            int(epoch), row, last=total_epochs is not None and epoch >= total_epochs
+        )
         for listener in list(self._epoch_listeners.values()):
             listener(int(epoch))
 
-    def _report_to_trial(self, epoch: int, row: dict[str, float]) -> None:
+    def _report_to_trial(self, epoch: int, row: dict[str, float], last: bool) -> None:
         """A pruned grid's run: report the epoch to its trial; when the pruner cuts the run,
-        record it `pruned` and raise RunPruned, which stops training (and the notebook) here."""
+        record it `pruned` and raise RunPruned, which stops training (and the notebook) here.
+        The last epoch is reported but never cut: its training is done, only the notebook's
+        evaluation would be lost."""
         link = self.record.trial
         if link is None or link.prune is None or self._diverged:
             return
         if self._reporter is None:
             self._reporter = EpochReporter(link)
-        verdict = self._reporter.report(epoch, row)
+        verdict = self._reporter.report(epoch, row, may_prune=not last)
         if verdict is None:
             return
         self.record.status = "pruned"

@@ -60,7 +60,9 @@ class EpochReporter:
             self._trial = optuna.trial.Trial(self._study, self.link.trial_id)
         return self._trial
 
-    def report(self, epoch: int, values: dict[str, float]) -> PruneVerdict | None:
+    def report(
+        self, epoch: int, values: dict[str, float], *, may_prune: bool = True
+    ) -> PruneVerdict | None:
         """Report `epoch`'s value of the prune metric; the verdict if the pruner cuts the run
         here, else None. Raises PruneMetricError when the run does not log the metric."""
         prune = self.link.prune
@@ -78,7 +80,7 @@ class EpochReporter:
             return None  # a NaN run is `diverged`, which says more than pruned
         trial = self._open()
         trial.report(value, int(epoch))
-        if not trial.should_prune():
+        if not may_prune or not trial.should_prune():
             return None
         from cvlab.search.pruners import rung_of  # lazy: optuna
 
