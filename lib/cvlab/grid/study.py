@@ -39,6 +39,8 @@ from cvlab.search.trial_link import TrialLink
 from cvlab.workspace import Workspace
 
 RUN_ID_ATTR = "run_id"
+# proposals of runs already tried before a search decides its space has nothing new left
+DUPLICATE_ASKS = 20
 
 
 def uses_study(grid: ValidatedGrid) -> bool:
@@ -110,6 +112,10 @@ class GridStudy:
                     )
                 except KeyError:  # no such study yet: nothing sampled
                     self.study = None
+            if self.study is not None and spec.search is not None:
+                self.study.sampler = make_sampler(
+                    spec.search, self.space, seed_offset=len(self.trials())
+                )
 
     # -- trials ---------------------------------------------------------------------------
     def trials(self) -> list[FrozenTrial]:
@@ -177,13 +183,26 @@ class GridStudy:
         trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
         return self._link(plan, trial, storage)
 
-    def sample(self, storage: str, timeout: float | None) -> RunPlan:
-        """A new trial from the sampler, as the run it is."""
+    def sample(self, storage: str, timeout: float | None) -> RunPlan | None:
+        """A new trial from the sampler, as the run it is; None when the sampler keeps proposing
+        runs already tried (a small discrete space, all tried)."""
         assert self.study is not None
-        trial = self.study.ask(self.distributions)
-        plan = self.plan_of(self.search_params(trial), timeout)
-        trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
-        return self._link(plan, trial, storage)
+        known = self.latest_by_run()
+        for _ in range(DUPLICATE_ASKS):
+            trial = self.study.ask(self.distributions)
+            plan = self.plan_of(self.search_params(trial), timeout)
+            if plan.run_id not in known:
+                trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
+                return self._link(plan, trial, storage)
+            # A run tried already: none runs twice. Its result stands for this trial too, so
+            # the sampler learns that the point is taken (Optuna's advice for duplicates).
+            earlier = known[plan.run_id]
+            trial.set_user_attr("duplicate_of", earlier.number)
+            if earlier.state == TrialState.COMPLETE and earlier.value is not None:
+                self.study.tell(trial, earlier.value)
+            else:
+                self.study.tell(trial, state=TrialState.FAIL)
+        return None
 
     def tell(self, record: RunRecord) -> None:
         """The run's result into its trial: its rank value (complete), pruned, or failed; an
@@ -261,6 +280,13 @@ class StudyPlans(PlanQueue):
             return None
         self.new -= 1
         plan = self.study.sample(self.storage, self.timeout)
+        if plan is None:
+            self.new = 0
+            print(
+                f"note: the sampler proposes only runs tried already: the search space of "
+                f"{self.study.grid.path} has nothing new left; stopping"
+            )
+            return None
         self.handed.append(plan)
         if self.on_sampled is not None:
             self.on_sampled(plan)

@@ -64,10 +64,14 @@ def full_space(search: SearchSpec, grid: dict[str, list[Any]]) -> dict[str, Dist
     return {**grid_space(grid), **search.space}
 
 
-def make_sampler(search: SearchSpec, space: dict[str, Distribution]) -> optuna.samplers.BaseSampler:
-    """The sampler `search.sampler` names, seeded with `search.seed` (None: not reproducible).
-    `grid` walks the product of the space, which needs every range to be a `choice`."""
-    seed = search.seed
+def make_sampler(
+    search: SearchSpec, space: dict[str, Distribution], seed_offset: int = 0
+) -> optuna.samplers.BaseSampler:
+    """The sampler `search.sampler` names, seeded with `search.seed` (None: not reproducible)
+    plus `seed_offset`: the trials the study has already, so a search resumed by a new driver
+    does not draw its first trials again. `grid` walks the product of the space, which needs
+    every range to be a `choice`."""
+    seed = None if search.seed is None else search.seed + seed_offset
     name = search.sampler
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
