@@ -26,9 +26,10 @@ def make_pruner(spec: PruneSpec, max_epochs: int | None = None) -> optuna.pruner
             reduction_factor=spec.reduction_factor,
         )
     # median: cut a run whose best value so far is worse than the median of other runs' at the
-    # same epoch, from epoch `min_epochs` on, once `startup_runs` runs have finished
+    # same epoch, from epoch `min_epochs` on, once `startup_runs` runs have finished (Optuna
+    # skips steps < n_warmup_steps; epochs are steps from 1, so epoch min_epochs is the first)
     return optuna.pruners.MedianPruner(
-        n_startup_trials=spec.startup_runs, n_warmup_steps=spec.min_epochs - 1
+        n_startup_trials=spec.startup_runs, n_warmup_steps=spec.min_epochs
     )
 
 
