@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from cvlab.search.space import (
     grid_space,
     make_sampler,
     param_value,
+    space_size,
     to_distributions,
 )
 from cvlab.search.spec import Distribution
@@ -39,6 +41,11 @@ from cvlab.search.trial_link import TrialLink
 from cvlab.workspace import Workspace
 
 RUN_ID_ATTR = "run_id"
+# a sampled trial whose run the search already has: told that run's result, not run again
+DUPLICATE_ATTR = "duplicate_of"
+# proposals in a row of runs the search already has before it stops sampling: the sampler
+# keeps proposing what it has (a small discrete space exhausted, or TPE settled on one point)
+MAX_DUPLICATES = 50
 
 
 def uses_study(grid: ValidatedGrid) -> bool:
@@ -87,6 +94,15 @@ class GridStudy:
             ws.logs.mkdir(parents=True, exist_ok=True)
             storage = open_storage(self.address)
             sampler = make_sampler(spec.search, self.space) if spec.search else None
+            if spec.search is not None and spec.search.seed is not None:
+                # a resumed search: a sampler seeded as at the start would propose the first
+                # trials again; offset the seed by the trials so far (still reproducible)
+                done = _trial_count(storage, self.name)
+                if done:
+                    seed = spec.search.seed + done
+                    sampler = make_sampler(
+                        spec.search.model_copy(update={"seed": seed}), self.space
+                    )
             if create:
                 self.study = optuna.create_study(
                     study_name=self.name,
@@ -171,13 +187,34 @@ class GridStudy:
         trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
         return self._link(plan, trial, storage)
 
-    def sample(self, storage: str, timeout: float | None) -> RunPlan:
-        """A new trial from the sampler, as the run it is."""
+    def sample(self, storage: str, timeout: float | None) -> RunPlan | None:
+        """A new trial from the sampler, as the run it is. A proposal of a run the search has
+        already (a small discrete space) is told that run's result and not run twice; None
+        when the sampler proposes only such runs MAX_DUPLICATES times in a row."""
         assert self.study is not None
-        trial = self.study.ask(self.distributions)
-        plan = self.plan_of(self.search_params(trial), timeout)
-        trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
-        return self._link(plan, trial, storage)
+        if len(self.latest_by_run()) >= space_size(self.space):
+            return None  # every point of a discrete space has its run
+        for _ in range(MAX_DUPLICATES):
+            trial = self.study.ask(self.distributions)
+            plan = self.plan_of(self.search_params(trial), timeout)
+            earlier = self.latest_by_run().get(plan.run_id)
+            if earlier is None:
+                trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
+                return self._link(plan, trial, storage)
+            self._tell_duplicate(trial, earlier)
+        return None
+
+    def _tell_duplicate(self, trial: optuna.trial.Trial, earlier: FrozenTrial) -> None:
+        """A proposal of a run the search has: its trial gets that run's result (what the
+        sampler learns), or fails when that run has none yet; it is no run of its own."""
+        assert self.study is not None
+        trial.set_user_attr(DUPLICATE_ATTR, earlier.user_attrs[RUN_ID_ATTR])
+        if earlier.state == TrialState.COMPLETE and earlier.value is not None:
+            self.study.tell(trial, earlier.value)
+        elif earlier.state == TrialState.PRUNED:
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
 
     def tell(self, record: RunRecord) -> None:
         """The run's result into its trial: its rank value (complete), pruned, or failed; an
@@ -251,6 +288,17 @@ class StudyPlans(PlanQueue):
             return None
         self.new -= 1
         plan = self.study.sample(self.storage, self.timeout)
+        if plan is None:
+            runs, size = len(self.study.latest_by_run()), space_size(self.study.space)
+            why = (
+                f"each of the space's {runs} points has its run"
+                if runs >= size
+                else f"the sampler proposed only runs the search has, {MAX_DUPLICATES} times "
+                "in a row"
+            )
+            print(f"note: {why}; the search stops at {runs} runs", file=sys.stderr)
+            self.new = 0
+            return None
         self.handed.append(plan)
         if self.on_sampled is not None:
             self.on_sampled(plan)
@@ -266,6 +314,15 @@ class StudyPlans(PlanQueue):
 
     def done(self, record: RunRecord) -> None:
         self.study.tell(record)
+
+
+def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """How many trials the study `name` has in `storage` (0 when there is no such study)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return storage.get_n_trials(study_id)
 
 
 def _any_value(dist: Distribution) -> Any:

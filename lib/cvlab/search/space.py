@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import optuna
@@ -55,6 +56,23 @@ def param_value(dist: Distribution, value: Any) -> Any:
     return value
 
 
+def space_size(space: dict[str, Distribution]) -> float:
+    """How many distinct points `space` has (math.inf with a continuous range): a search
+    of a small discrete space stops once each point has its run."""
+    size = 1.0
+    for dist in space.values():
+        if dist.kind == "choice":
+            size *= len({json.dumps(categorical_value(v)) for v in dist.values})
+        elif dist.kind == "logint":
+            size *= dist.values[1] - dist.values[0] + 1
+        elif dist.kind == "int" or dist.step is not None:
+            step = dist.step or 1
+            size *= math.floor((dist.values[1] - dist.values[0]) / step + 1e-9) + 1
+        else:
+            return math.inf
+    return size
+
+
 def grid_space(grid: dict[str, list[Any]]) -> dict[str, Distribution]:
     """A `grid:` beside `search:` joins the space: each key a `choice` of its values."""
     return {name: Distribution(choice=list(values)) for name, values in grid.items()}
@@ -81,7 +99,15 @@ def make_sampler(search: SearchSpec, space: dict[str, Distribution]) -> optuna.s
         _needs("scipy", "scipy", "the Gaussian-process sampler")
         return optuna.samplers.GPSampler(seed=seed)
     choices = {n: [categorical_value(v) for v in d.values] for n, d in space.items()}
-    return optuna.samplers.GridSampler(choices, seed=seed)
+    return _AskTellGridSampler(choices, seed=seed)
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its `study.stop()` once the grid is walked, which raises
+    outside `study.optimize` (the driver asks and tells, and stops by its own count)."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
 
 
 def _needs(module: str, package: str, what: str) -> None:
