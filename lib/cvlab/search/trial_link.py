@@ -46,8 +46,8 @@ class EpochReporter:
         if self._trial is None:
             import optuna  # lazy: only runs of a pruned grid need it
 
-            from cvlab.search.pruners import make_pruner
-            from cvlab.search.storage import open_storage
+            from cvlab.search.pruners import make_pruner  # lazy: optuna
+            from cvlab.search.storage import open_storage  # lazy: optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             assert self.link.prune is not None
@@ -80,7 +80,7 @@ class EpochReporter:
         trial.report(value, int(epoch))
         if not trial.should_prune():
             return None
-        from cvlab.search.pruners import rung_of
+        from cvlab.search.pruners import rung_of  # lazy: optuna
 
         frozen = self._storage.get_trial(self.link.trial_id)
         rung = rung_of(frozen)
