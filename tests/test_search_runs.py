@@ -114,6 +114,26 @@ def test_a_search_of_a_small_space_runs_each_point_once(
     }
 
 
+def test_a_search_resumed_later_samples_new_trials_not_the_first_again(
+    light_notebook, write_grid, tmp_path
+):
+    """A seeded sampler built afresh would propose the first trials again: `--max-runs 1`
+    then a second call gives three distinct runs in three trials."""
+    grid = write_grid(
+        _search(trials=3, sampler="random", seed=0, space={"lr": {"loguniform": [0.01, 1.0]}})
+    )
+    out = tmp_path / "out"
+    args = [str(grid), "--out", str(out), "--quiet", "--no-prewarm"]
+    assert main([*args, "--max-runs", "1"]) == 0
+    (first,) = _records(out).values()
+    assert main(args) == 0
+    records = _records(out)
+    assert len(records) == 3 and records[first.run_id].started_at == first.started_at
+    trials = _study(out).get_trials()
+    assert len(trials) == len(_run_trials(_study(out))) == 3
+    assert len({t.params["lr"] for t in trials}) == 3
+
+
 # ---- a search killed with SIGKILL mid-run ------------------------------------------------------
 
 
