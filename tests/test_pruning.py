@@ -23,6 +23,7 @@ from cvlab.search.storage import open_storage, sqlite_address
 from cvlab.search.trial_link import EpochReporter, TrialLink
 from cvlab.workspace import Workspace
 
+from conftest import light_spec
 from notebook_builder import write_notebook
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -338,3 +339,26 @@ def test_pruning_reaches_dask_workers_through_the_storage_proxy(prunable, tmp_pa
     _check_decisions_reached(out)
     for record in _records(out).values():  # the runs reached the study through the proxy
         assert record.trial is not None and record.trial.storage.startswith("grpc://")
+
+
+def test_a_trial_queued_by_a_stopped_driver_is_no_runs_trial(light_notebook, write_grid, tmp_path):
+    """A driver stopped between queueing a run's trial and asking for it leaves a waiting
+    trial with that run's values; the next driver's runs must not take it as theirs."""
+    grid = write_grid(light_spec(prune={"metric": "loss", "mode": "min"}))
+    out = tmp_path / "out"
+    args = [str(grid), "--out", str(out), "--quiet", "--no-prewarm"]
+    assert main([*args, "--max-runs", "1"]) == 0
+    storage = sqlite_address(Workspace.at(out).logs)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study.enqueue_trial({"x": 1}, skip_if_exists=False)  # what the stopped driver left
+    assert main(args) == 0
+    records = {r.params["x"]: r for r in _records(out).values()}
+    assert set(records) == {1, 2}
+    trials = study.get_trials()
+    for x, record in records.items():
+        trial = trials[record.trial.number]
+        assert trial.params == {"x": x} and trial.user_attrs["run_id"] == record.run_id
+        assert trial.state == TrialState.COMPLETE
+    stale = [t for t in trials if "run_id" not in t.user_attrs]
+    assert [t.state for t in stale] == [TrialState.FAIL]

@@ -111,6 +111,10 @@ class GridStudy:
                     direction=self.direction,
                     load_if_exists=True,
                 )
+                # trials queued (trial_for) by a driver stopped before it asked for them: the
+                # next ask would take them, with another run's values; they are no run's trial
+                for _ in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                    self.study.tell(self.study.ask(), state=TrialState.FAIL)
                 self.study.set_user_attr("grid_file", str(grid.path))
                 self.study.set_user_attr("space", {n: d.as_dict() for n, d in self.space.items()})
             else:
