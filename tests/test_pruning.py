@@ -10,11 +10,13 @@ import sqlite3
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cvlab.errors import PruneMetricError
+import cvlab
+from cvlab.errors import PruneMetricError, RunPruned
 from cvlab.grid.cli import main
 from cvlab.runs import RunRecord
 from cvlab.search.pruners import make_pruner, rung_of
@@ -362,3 +364,48 @@ def test_a_trial_queued_by_a_stopped_driver_is_no_runs_trial(light_notebook, wri
         assert trial.state == TrialState.COMPLETE
     stale = [t for t in trials if "run_id" not in t.user_attrs]
     assert [t.state for t in stale] == [TrialState.FAIL]
+
+
+@pytest.mark.backends
+def test_the_keras_callback_stops_a_pruned_run_at_its_epoch_end(tmp_path):
+    """A notebook needs no change: `run.keras_callback()` reports each epoch to the run's
+    trial, and the pruner's cut stops `fit` there (on every backend)."""
+    import keras  # lazy: keras
+
+    address = sqlite_address(tmp_path)
+    study = optuna.create_study(
+        study_name="g.keras", storage=open_storage(address), direction="minimize"
+    )
+    best = study.ask()  # an earlier run that no real loss beats
+    study.pruner = make_pruner(PruneSpec(metric="val_loss", reduction_factor=2))
+    for epoch in (1, 2, 3):
+        best.report(-1.0, epoch)
+        assert not best.should_prune()  # which records the rungs it reached
+    study.tell(best, -1.0)
+    trial = study.ask()
+    link = TrialLink(
+        storage=address,
+        study="g.keras",
+        number=trial.number,
+        trial_id=trial._trial_id,
+        direction="minimize",
+        prune=PruneSpec(metric="val_loss", method="asha", reduction_factor=2),
+    )
+    run_dir = tmp_path / "run"
+    RunRecord(run_id="run", name="run", trial=link).save(run_dir)
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((32, 4)).astype("float32")
+    y = np.arange(32) % 3
+    run = cvlab.runs.start(run_dir)
+    with pytest.raises(RunPruned, match="pruned by asha after epoch 1"):
+        model.fit(
+            x, y, validation_split=0.25, epochs=4, verbose=0, callbacks=[run.keras_callback()]
+        )
+    record = RunRecord.load(run_dir)
+    assert record.status == "pruned" and record.pruned_at_epoch == 1 and record.rung == 0
+    assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 2
+    stored = open_storage(address).get_trial(trial._trial_id)
+    assert list(stored.intermediate_values) == [1]
