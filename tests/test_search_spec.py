@@ -201,6 +201,11 @@ def _space(**space) -> dict:
             ["(5)"],
         ),
         (
+            _spec(grid={"epochs": [1, 4]}, prune={"metric": "loss", "min_epochs": 5}),
+            "prune.min_epochs",
+            ["(4)", "no run would ever be cut"],
+        ),
+        (
             _spec(search=SEARCH, seeds=[1, 2]),
             "seeds",
             ["`seeds` with `search`", "ambiguous"],
@@ -250,6 +255,7 @@ def _space(**space) -> dict:
         "no-trials",
         "min-epochs-above-default-epochs",
         "min-epochs-above-params-epochs",
+        "min-epochs-above-every-grid-epochs",
         "search-and-seeds",
         "search-and-runs",
         "grid-sampler-over-a-range",
@@ -265,3 +271,12 @@ def test_bad_search_or_prune_exits_2_naming_the_field(bad, spec, field, words):
     assert f": {field}:" in err, err
     for word in words:
         assert word in err, err
+
+
+def test_min_epochs_between_the_runs_epoch_counts_is_valid(project, capsys):
+    """Runs of 1 and 4 epochs, cut from epoch 2: the 4-epoch ones can be cut, so it is valid."""
+    path = project / "mixed_epochs.yaml"
+    spec = _spec(grid={"epochs": [1, 4]}, prune={"metric": "loss", "min_epochs": 2})
+    path.write_text(yaml.safe_dump(spec))
+    code = main([str(path), "--out", str(project / "dry"), "--quiet", "--dry-run"])
+    assert code == 0, capsys.readouterr().err

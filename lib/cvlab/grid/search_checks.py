@@ -38,14 +38,16 @@ def search_problems(
     search, prune = spec.search, spec.prune
     if prune is not None:
         counts = epoch_counts(spec, parameters)
-        if counts and prune.min_epochs > min(counts):
+        # runs of several epoch counts (`epochs` in grid: or search:): an error only when no
+        # run trains min_epochs epochs; the shorter ones are simply never cut
+        if counts and prune.min_epochs > max(counts):
             problems.append(
                 SpecProblem(
                     file,
                     "prune.min_epochs",
                     f"min_epochs {prune.min_epochs} is more than the runs' epochs "
-                    f"({min(counts)}): no run would ever be cut",
-                    f"give min_epochs of at most {min(counts)}, or train more epochs",
+                    f"({max(counts)}): no run would ever be cut",
+                    f"give min_epochs of at most {max(counts)}, or train more epochs",
                 )
             )
         if search is not None and prune.mode and prune.mode != spec.rank_by.mode:
