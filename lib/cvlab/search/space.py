@@ -90,7 +90,9 @@ def make_sampler(search: SearchSpec, space: dict[str, Distribution]) -> optuna.s
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # constant_liar: with --workers, runs still training count as bad, so TPE does not
+        # propose the running point again (no effect when one run trains at a time)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if name == "cmaes":
         _needs("cmaes", "cmaes", "CMA-ES")
         return optuna.samplers.CmaEsSampler(seed=seed)
