@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -409,3 +411,14 @@ def test_the_keras_callback_stops_a_pruned_run_at_its_epoch_end(tmp_path):
     assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 2
     stored = open_storage(address).get_trial(trial._trial_id)
     assert list(stored.intermediate_values) == [1]
+
+
+def test_runs_outside_a_pruned_grid_do_not_import_optuna():
+    """`import cvlab` stays light, and so does a run that has no trial: Optuna is imported
+    only by the driver of a searched or pruned grid and by its runs' first epoch report."""
+    code = (
+        "import sys, cvlab, cvlab.runs, cvlab.search.trial_link, cvlab.grid.cli\n"
+        "print(sorted(m for m in ('optuna', 'sqlalchemy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stderr
