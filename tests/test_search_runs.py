@@ -134,6 +134,22 @@ def test_a_search_resumed_later_samples_new_trials_not_the_first_again(
     assert len({t.params["lr"] for t in trials}) == 3
 
 
+def test_a_search_with_two_workers_samples_each_trial_once(light_notebook, write_grid, tmp_path):
+    """Two runs at a time: each trial is sampled when a slot frees, told when its run ends."""
+    space = {"lr": {"loguniform": [0.01, 1.0]}, "x": {"choice": [1, 2, 3]}}
+    grid = write_grid(_search(trials=4, sampler="tpe", seed=0, space=space))
+    out = tmp_path / "out"
+    args = [str(grid), "--out", str(out), "--quiet", "--no-prewarm", "--workers", "2"]
+    assert main(args) == 0
+    records = _records(out)
+    study = _study(out)
+    assert len(records) == 4 and {r.status for r in records.values()} == {"ok"}
+    assert sorted(t.user_attrs["run_id"] for t in _run_trials(study)) == sorted(records)
+    for trial in _run_trials(study):
+        assert trial.state == TrialState.COMPLETE
+        assert trial.value == records[trial.user_attrs["run_id"]].metrics["score"]
+
+
 # ---- a search killed with SIGKILL mid-run ------------------------------------------------------
 
 
