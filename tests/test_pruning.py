@@ -15,6 +15,7 @@ import nbformat
 import numpy as np
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 import cvlab
@@ -213,8 +214,6 @@ PRUNE = {"metric": "val_accuracy", "mode": "max", "method": "asha", "reduction_f
 @pytest.fixture
 def prunable(tmp_path: Path):
     """Write the prunable notebook and a pruned grid over it; returns the grid file."""
-    import yaml
-
     write_notebook(PRUNABLE_CELLS, tmp_path / "prunable.ipynb")
 
     def _grid(**overrides) -> Path:
