@@ -38,7 +38,8 @@ def search_problems(
     search, prune = spec.search, spec.prune
     if prune is not None:
         counts = epoch_counts(spec, parameters)
-        # runs shorter than min_epochs (a smoke row) are never cut; all of them: a mistake
+        # runs of several epoch counts (`epochs` in grid: or search:): an error only when no
+        # run trains min_epochs epochs; the shorter ones are simply never cut
         if counts and prune.min_epochs > max(counts):
             problems.append(
                 SpecProblem(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from cvlab.search.space import (
     grid_space,
     make_sampler,
     param_value,
+    space_size,
     to_distributions,
 )
 from cvlab.search.spec import Distribution
@@ -39,8 +41,11 @@ from cvlab.search.trial_link import TrialLink
 from cvlab.workspace import Workspace
 
 RUN_ID_ATTR = "run_id"
-# proposals of runs already tried before a search decides its space has nothing new left
-DUPLICATE_ASKS = 20
+# a sampled trial whose run the search already has: told that run's result, not run again
+DUPLICATE_ATTR = "duplicate_of"
+# proposals in a row of runs the search already has before it stops sampling: the sampler
+# keeps proposing what it has (a small discrete space exhausted, or TPE settled on one point)
+MAX_DUPLICATES = 50
 
 
 def uses_study(grid: ValidatedGrid) -> bool:
@@ -48,20 +53,14 @@ def uses_study(grid: ValidatedGrid) -> bool:
 
 
 def study_name(grid: ValidatedGrid, backend: str) -> str:
-    """`<grid>.<hash>`: a new study when the notebook's code, the fixed params, the space, the
-    sampler or the pruner change (the old one stays in the file, for optuna-dashboard); raising
-    `trials` goes on with the same study."""
+    """`<grid>.<hash>`: a new study when the notebook's code, the fixed params, the space or the
+    pruner change (the old one stays in the file, for optuna-dashboard)."""
     spec = grid.spec
-    search = (
-        spec.search.model_dump(mode="json", by_alias=True, exclude={"trials"})
-        if spec.search
-        else None
-    )
     content = {
         "notebook": notebook_digest(grid.notebook),
         "params": spec.params,
         "grid": spec.grid,
-        "search": search,
+        "search": spec.search.model_dump(mode="json", by_alias=True) if spec.search else None,
         "prune": spec.prune.model_dump(mode="json") if spec.prune else None,
         "backend": backend,
     }
@@ -95,6 +94,15 @@ class GridStudy:
             ws.logs.mkdir(parents=True, exist_ok=True)
             storage = open_storage(self.address)
             sampler = make_sampler(spec.search, self.space) if spec.search else None
+            if spec.search is not None and spec.search.seed is not None:
+                # a resumed search: a sampler seeded as at the start would propose the first
+                # trials again; offset the seed by the trials so far (still reproducible)
+                done = _trial_count(storage, self.name)
+                if done:
+                    seed = spec.search.seed + done
+                    sampler = make_sampler(
+                        spec.search.model_copy(update={"seed": seed}), self.space
+                    )
             if create:
                 self.study = optuna.create_study(
                     study_name=self.name,
@@ -103,6 +111,10 @@ class GridStudy:
                     direction=self.direction,
                     load_if_exists=True,
                 )
+                # trials queued (trial_for) by a driver stopped before it asked for them: the
+                # next ask would take them, with another run's values; they are no run's trial
+                for _ in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                    self.study.tell(self.study.ask(), state=TrialState.FAIL)
                 self.study.set_user_attr("grid_file", str(grid.path))
                 self.study.set_user_attr("space", {n: d.as_dict() for n, d in self.space.items()})
             else:
@@ -112,10 +124,6 @@ class GridStudy:
                     )
                 except KeyError:  # no such study yet: nothing sampled
                     self.study = None
-            if self.study is not None and spec.search is not None:
-                self.study.sampler = make_sampler(
-                    spec.search, self.space, seed_offset=len(self.trials())
-                )
 
     # -- trials ---------------------------------------------------------------------------
     def trials(self) -> list[FrozenTrial]:
@@ -184,25 +192,33 @@ class GridStudy:
         return self._link(plan, trial, storage)
 
     def sample(self, storage: str, timeout: float | None) -> RunPlan | None:
-        """A new trial from the sampler, as the run it is; None when the sampler keeps proposing
-        runs already tried (a small discrete space, all tried)."""
+        """A new trial from the sampler, as the run it is. A proposal of a run the search has
+        already (a small discrete space) is told that run's result and not run twice; None
+        when the sampler proposes only such runs MAX_DUPLICATES times in a row."""
         assert self.study is not None
-        known = self.latest_by_run()
-        for _ in range(DUPLICATE_ASKS):
+        if len(self.latest_by_run()) >= space_size(self.space):
+            return None  # every point of a discrete space has its run
+        for _ in range(MAX_DUPLICATES):
             trial = self.study.ask(self.distributions)
             plan = self.plan_of(self.search_params(trial), timeout)
-            if plan.run_id not in known:
+            earlier = self.latest_by_run().get(plan.run_id)
+            if earlier is None:
                 trial.set_user_attr(RUN_ID_ATTR, plan.run_id)
                 return self._link(plan, trial, storage)
-            # A run tried already: none runs twice. Its result stands for this trial too, so
-            # the sampler learns that the point is taken (Optuna's advice for duplicates).
-            earlier = known[plan.run_id]
-            trial.set_user_attr("duplicate_of", earlier.number)
-            if earlier.state == TrialState.COMPLETE and earlier.value is not None:
-                self.study.tell(trial, earlier.value)
-            else:
-                self.study.tell(trial, state=TrialState.FAIL)
+            self._tell_duplicate(trial, earlier)
         return None
+
+    def _tell_duplicate(self, trial: optuna.trial.Trial, earlier: FrozenTrial) -> None:
+        """A proposal of a run the search has: its trial gets that run's result (what the
+        sampler learns), or fails when that run has none yet; it is no run of its own."""
+        assert self.study is not None
+        trial.set_user_attr(DUPLICATE_ATTR, earlier.user_attrs[RUN_ID_ATTR])
+        if earlier.state == TrialState.COMPLETE and earlier.value is not None:
+            self.study.tell(trial, earlier.value)
+        elif earlier.state == TrialState.PRUNED:
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
 
     def tell(self, record: RunRecord) -> None:
         """The run's result into its trial: its rank value (complete), pruned, or failed; an
@@ -232,10 +248,6 @@ class GridStudy:
     def reconcile(self, ws: Workspace) -> None:
         """Trials still running whose run finished (a driver killed between the run's end and
         its tell) get their result now."""
-        assert self.study is not None
-        for trial in self.trials():  # asked, but the driver was killed before naming its run
-            if trial.state == TrialState.RUNNING and RUN_ID_ATTR not in trial.user_attrs:
-                self.study.tell(trial.number, state=TrialState.FAIL)
         for trial in self.latest_by_run().values():
             if trial.state != TrialState.RUNNING:
                 continue
@@ -281,11 +293,15 @@ class StudyPlans(PlanQueue):
         self.new -= 1
         plan = self.study.sample(self.storage, self.timeout)
         if plan is None:
-            self.new = 0
-            print(
-                f"note: the sampler proposes only runs tried already: the search space of "
-                f"{self.study.grid.path} has nothing new left; stopping"
+            runs, size = len(self.study.latest_by_run()), space_size(self.study.space)
+            why = (
+                f"each of the space's {runs} points has its run"
+                if runs >= size
+                else f"the sampler proposed only runs the search has, {MAX_DUPLICATES} times "
+                "in a row"
             )
+            print(f"note: {why}; the search stops at {runs} runs", file=sys.stderr)
+            self.new = 0
             return None
         self.handed.append(plan)
         if self.on_sampled is not None:
@@ -302,6 +318,15 @@ class StudyPlans(PlanQueue):
 
     def done(self, record: RunRecord) -> None:
         self.study.tell(record)
+
+
+def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """How many trials the study `name` has in `storage` (0 when there is no such study)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return storage.get_n_trials(study_id)
 
 
 def _any_value(dist: Distribution) -> Any:

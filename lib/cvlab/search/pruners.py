@@ -26,8 +26,8 @@ def make_pruner(spec: PruneSpec, max_epochs: int | None = None) -> optuna.pruner
             reduction_factor=spec.reduction_factor,
         )
     # median: cut a run whose best value so far is worse than the median of other runs' at the
-    # same epoch, from epoch `min_epochs` on, once `startup_runs` runs have finished
-    # (Optuna's warm-up: no pruning at steps below n_warmup_steps; a step is an epoch, from 1)
+    # same epoch, from epoch `min_epochs` on, once `startup_runs` runs have finished (Optuna
+    # skips steps < n_warmup_steps; epochs are steps from 1, so epoch min_epochs is the first)
     return optuna.pruners.MedianPruner(
         n_startup_trials=spec.startup_runs, n_warmup_steps=spec.min_epochs
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import optuna
@@ -55,6 +56,23 @@ def param_value(dist: Distribution, value: Any) -> Any:
     return value
 
 
+def space_size(space: dict[str, Distribution]) -> float:
+    """How many distinct points `space` has (math.inf with a continuous range): a search
+    of a small discrete space stops once each point has its run."""
+    size = 1.0
+    for dist in space.values():
+        if dist.kind == "choice":
+            size *= len({json.dumps(categorical_value(v)) for v in dist.values})
+        elif dist.kind == "logint":
+            size *= dist.values[1] - dist.values[0] + 1
+        elif dist.kind == "int" or dist.step is not None:
+            step = dist.step or 1
+            size *= math.floor((dist.values[1] - dist.values[0]) / step + 1e-9) + 1
+        else:
+            return math.inf
+    return size
+
+
 def grid_space(grid: dict[str, list[Any]]) -> dict[str, Distribution]:
     """A `grid:` beside `search:` joins the space: each key a `choice` of its values."""
     return {name: Distribution(choice=list(values)) for name, values in grid.items()}
@@ -64,19 +82,17 @@ def full_space(search: SearchSpec, grid: dict[str, list[Any]]) -> dict[str, Dist
     return {**grid_space(grid), **search.space}
 
 
-def make_sampler(
-    search: SearchSpec, space: dict[str, Distribution], seed_offset: int = 0
-) -> optuna.samplers.BaseSampler:
-    """The sampler `search.sampler` names, seeded with `search.seed` (None: not reproducible)
-    plus `seed_offset`: the trials the study has already, so a search resumed by a new driver
-    does not draw its first trials again. `grid` walks the product of the space, which needs
-    every range to be a `choice`."""
-    seed = None if search.seed is None else search.seed + seed_offset
+def make_sampler(search: SearchSpec, space: dict[str, Distribution]) -> optuna.samplers.BaseSampler:
+    """The sampler `search.sampler` names, seeded with `search.seed` (None: not reproducible).
+    `grid` walks the product of the space, which needs every range to be a `choice`."""
+    seed = search.seed
     name = search.sampler
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # constant_liar: with --workers, runs still training count as bad, so TPE does not
+        # propose the running point again (no effect when one run trains at a time)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if name == "cmaes":
         _needs("cmaes", "cmaes", "CMA-ES")
         return optuna.samplers.CmaEsSampler(seed=seed)
@@ -85,7 +101,15 @@ def make_sampler(
         _needs("scipy", "scipy", "the Gaussian-process sampler")
         return optuna.samplers.GPSampler(seed=seed)
     choices = {n: [categorical_value(v) for v in d.values] for n, d in space.items()}
-    return optuna.samplers.GridSampler(choices, seed=seed)
+    return _AskTellGridSampler(choices, seed=seed)
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its `study.stop()` once the grid is walked, which raises
+    outside `study.optimize` (the driver asks and tells, and stops by its own count)."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
 
 
 def _needs(module: str, package: str, what: str) -> None:
