@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -346,8 +347,10 @@ def _execute_run(
             record = initial
             record.notes.append("record.json was missing or unreadable after the run; rebuilt")
         if record.status == "pruned" and status in {"ok", "failed"}:
-            # the grid's pruner cut it (RunPruned stopped the notebook): a result, no error
+            # the grid's pruner cut it (RunPruned stopped the notebook): a result, no error;
+            # its training backup would only resume it under --force, which trains it anew
             status, error = "pruned", None
+            shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
         elif record.status == "diverged" and status in {"ok", "failed"}:
             status = "diverged"  # a NaN loss explains what followed; the error stays attached
         elif status == "ok" and record.status == "failed":

@@ -29,6 +29,11 @@ def _precision_problem(value: Any) -> str | None:
 WIDER_PARAMS = {"mixed_precision": _precision_problem}
 
 
+def _a(noun: str) -> str:
+    """`a float`, `an int`."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def _type_mismatch(value: Any, default: Any) -> str | None:
     """Why `value` cannot stand for a parameter whose default is `default`, or None if it can."""
     if default is ... or default is None or value is None:
@@ -102,7 +107,7 @@ def parameter_problems(
                         field_name,
                         f"{why}, but the notebook default is {param.default_source} "
                         f"({type(param.default).__name__})",
-                        f"give a {type(param.default).__name__} value, or change the default in "
+                        f"give {_a(type(param.default).__name__)} value, or change the default in "
                         f"the parameters cell of {notebook.name}",
                     )
                 )

@@ -416,6 +416,7 @@ def _run_locked(
     study = None
     if grid.spec.search is not None or grid.spec.prune is not None:
         from cvlab.grid.study import GridStudy  # lazy: optuna
+        from cvlab.search.space import space_size  # lazy: optuna
 
         backend = plans[0].backend if plans else grid_backend(grid, options)
         study = GridStudy(grid, ws, backend)
@@ -424,9 +425,14 @@ def _run_locked(
             plans = study.searched_plans(options.timeout)
     # Read under the lock: a driver that just finished may have completed some.
     states, todo = plan_states(ws, plans, options.force, options.max_runs)
-    new_trials = 0
+    new_trials, space_note = 0, ""
     if study is not None and grid.spec.search is not None:
         new_trials = max(0, grid.spec.search.trials - len(plans))
+        # a small discrete space has fewer new points than trials left
+        points = space_size(study.space)
+        if new_trials > points - len(plans):
+            new_trials = int(max(0, points - len(plans)))
+            space_note = f" (the space has {int(points)} points, each run once)"
         if options.max_runs is not None:
             new_trials = max(0, min(new_trials, options.max_runs - len(todo)))
     prewarm = _prewarm_statements(grid, enabled=options.prewarm)
@@ -470,6 +476,7 @@ def _run_locked(
         search = grid.spec.search
         what = (
             f"search of {search.trials} trials ({search.sampler} sampler), {new_trials} to sample"
+            f"{space_note}"
             if search is not None
             else "every run"
         )
