@@ -84,8 +84,24 @@ def _proposals(sampler_name: str, seed: int | None, n: int = 6) -> list[dict]:
     return proposed
 
 
-@pytest.mark.parametrize("sampler_name", ["random", "tpe"])
+@pytest.mark.parametrize("sampler_name", ["random", "tpe", "cmaes", "gp", "grid"])
 def test_a_seeded_sampler_proposes_the_same_trials_twice(sampler_name):
+    if sampler_name == "gp":
+        pytest.importorskip("torch")  # Optuna's Gaussian-process sampler computes in torch
+    if sampler_name == "grid":  # walks a product of choices
+        search = SearchSpec.model_validate(
+            {"trials": 6, "sampler": "grid", "seed": 7, "space": {"a": {"choice": [1, 2, 3]}, "b": {"choice": ["x", "y"]}}}
+        )  # fmt: skip
+        orders = []
+        for seed in (7, 7, 8):
+            study = optuna.create_study(
+                sampler=make_sampler(search.model_copy(update={"seed": seed}), search.space)
+            )
+            trials = [study.ask(to_distributions(search.space)) for _ in range(6)]
+            orders.append([(t.params["a"], t.params["b"]) for t in trials])
+        assert orders[0] == orders[1] != orders[2]
+        assert len(set(orders[0])) == 6  # each point once
+        return
     first = _proposals(sampler_name, seed=7)
     assert _proposals(sampler_name, seed=7) == first
     assert _proposals(sampler_name, seed=8) != first  # the seed is what makes them equal
