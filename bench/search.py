@@ -9,10 +9,13 @@ C. a TPE search with the same ASHA pruning over the same ranges (learning rate c
    log scale), sampling trials while one more full run still fits in B's epoch budget, so its
    total epochs are at most B's.
 
-The task: MiniVGGNet on Flowers-17 (notebooks/02_augmentation.ipynb, the data cache of
-$CVLAB_DATA) with a stratified validation split beside the book's test split: runs are pruned
-and chosen on validation accuracy (the last epoch's, the model the test split scores), and the
-chosen run's test accuracy is reported. The space: learning rate x batch size x SGD momentum.
+The task (--dataset): MiniVGGNet on Flowers-17 (notebooks/02_augmentation.ipynb) or on a
+CIFAR-10 subset (notebooks/09_googlenet.ipynb with model_name minivggnet: 200 images per class,
+half of them for validation, so 1,000 training, 1,000 validation and 2,000 test images), from the
+data cache of $CVLAB_DATA, with a stratified validation split beside the test split: runs are
+pruned and chosen on validation accuracy (the last epoch's, the model the test split scores),
+and the chosen run's test accuracy is reported. The space: learning rate x batch size x SGD
+momentum.
 
 For each strategy: the chosen run's validation and test accuracy, the epochs trained, the runs
 (finished / pruned) and the wall time; then B/A and C/A epochs and the accuracy differences.
@@ -21,6 +24,7 @@ epochs. The exit status is 0 either way (a benchmark, not a test).
 
     CVLAB_DATA=/work/main/data python bench/search.py                 # 16 runs, 32 px, 9 epochs
     python bench/search.py --size 64 --epochs 27 --results /tmp/bench-search
+    python bench/search.py --dataset cifar10 --epochs 18 --min-epochs 2     # rungs at 2 and 6
 """
 
 from __future__ import annotations
