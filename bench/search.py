@@ -9,10 +9,13 @@ C. a TPE search with the same ASHA pruning over the same ranges (learning rate c
    log scale), sampling trials while one more full run still fits in B's epoch budget, so its
    total epochs are at most B's.
 
-The task: MiniVGGNet on Flowers-17 (notebooks/02_augmentation.ipynb, the data cache of
-$CVLAB_DATA) with a stratified validation split beside the book's test split: runs are pruned
-and chosen on validation accuracy (the last epoch's, the model the test split scores), and the
-chosen run's test accuracy is reported. The space: learning rate x batch size x SGD momentum.
+The task (--dataset): MiniVGGNet on Flowers-17 (notebooks/02_augmentation.ipynb) or on a
+CIFAR-10 subset (notebooks/09_googlenet.ipynb with model_name minivggnet: 200 images per class,
+half of them for validation, so 1,000 training, 1,000 validation and 2,000 test images), from the
+data cache of $CVLAB_DATA, with a stratified validation split beside the test split: runs are
+pruned and chosen on validation accuracy (the last epoch's, the model the test split scores),
+and the chosen run's test accuracy is reported. The space: learning rate x batch size x SGD
+momentum.
 
 For each strategy: the chosen run's validation and test accuracy, the epochs trained, the runs
 (finished / pruned) and the wall time; then B/A and C/A epochs and the accuracy differences.
@@ -21,6 +24,7 @@ epochs. The exit status is 0 either way (a benchmark, not a test).
 
     CVLAB_DATA=/work/main/data python bench/search.py                 # 16 runs, 32 px, 9 epochs
     python bench/search.py --size 64 --epochs 27 --results /tmp/bench-search
+    python bench/search.py --dataset cifar10 --epochs 18 --min-epochs 2     # rungs at 2 and 6
 """
 
 from __future__ import annotations
@@ -51,7 +55,30 @@ from cvlab.grid.runner import GridOptions, run_grid  # noqa: E402
 from cvlab.runs.epoch_metrics import resolve_metric  # noqa: E402
 from cvlab.runs.record import RunRecord  # noqa: E402
 
-NOTEBOOK = REPO / "notebooks" / "02_augmentation.ipynb"
+# The tasks (--dataset): MiniVGGNet, plain SGD, no augmentation, a validation split to prune and
+# choose on and a test split to score the chosen run. Flowers-17 through the augmentation notebook
+# (its 25% test split); CIFAR-10 through the MiniGoogLeNet notebook, the one whose loader takes
+# CIFAR-10's options (the augmentation notebook's `aspect` is no CIFAR-10 option), with its model
+# set to MiniVGGNet and a constant learning rate (its test split: the official test set, limited
+# like train by limit_per_class).
+TASKS: dict[str, dict[str, Any]] = {
+    "flowers17": {
+        "notebook": REPO / "notebooks" / "02_augmentation.ipynb",
+        "options": {"test_fraction": 0.25},
+        "size_option": False,
+        "experiment": None,  # the notebook's experiment is a name: the grid's
+        "params": {},
+        "defaults": {"limit_per_class": None, "val_fraction": 0.15},
+    },
+    "cifar10": {
+        "notebook": REPO / "notebooks" / "09_googlenet.ipynb",
+        "options": {},
+        "size_option": True,
+        "experiment": 0,  # the notebook's experiment is a number
+        "params": {"model_name": "minivggnet", "model_options": {}, "schedule": None},
+        "defaults": {"limit_per_class": 200, "val_fraction": 0.5},
+    },
+}
 RANK_METRIC = "val_accuracy:last"  # the last epoch's model is the one the test split scores
 TEST_METRIC = "rank1"  # the notebook's test accuracy
 TARGET_EPOCHS = 1 / 3  # B's epochs at most a third of A's...
@@ -92,25 +119,30 @@ def _val(record: RunRecord) -> float | None:
 
 def base_grid(args: argparse.Namespace, name: str) -> dict[str, Any]:
     """What every strategy shares: the notebook, the fixed parameters, the ranking."""
-    options: dict[str, Any] = {"val_fraction": args.val_fraction, "test_fraction": 0.25}
+    task = TASKS[args.dataset]
+    options: dict[str, Any] = {"val_fraction": args.val_fraction, **task["options"]}
+    if task["size_option"]:
+        options["size"] = args.size
     if args.limit_per_class:
         options["limit_per_class"] = args.limit_per_class
+    params = {
+        "experiment": name if task["experiment"] is None else task["experiment"],
+        "dataset": args.dataset,
+        "dataset_options": options,
+        **({} if task["size_option"] else {"size": args.size}),
+        **task["params"],
+        "optimizer": "sgd",
+        "epochs": args.epochs,
+        "augment": None,
+        "checkpoint_every": args.epochs + 1,  # no training backups: short runs, not resumed
+        "book_value": None,
+        "book_source": "bench/search.py: not the book's setup",
+    }
     return {
         "name": name,
-        "notebook": str(NOTEBOOK),
-        "description": f"bench/search.py: strategy {name}",
-        "params": {
-            "experiment": name,
-            "dataset": "flowers17",
-            "dataset_options": options,
-            "size": args.size,
-            "optimizer": "sgd",
-            "epochs": args.epochs,
-            "augment": None,
-            "checkpoint_every": args.epochs + 1,  # no training backups: short runs, not resumed
-            "book_value": None,
-            "book_source": "bench/search.py: not the book's setup",
-        },
+        "notebook": str(task["notebook"]),
+        "description": f"bench/search.py: strategy {name} on {args.dataset}",
+        "params": params,
         "timeout": 3600,
         "rank_by": {"metric": RANK_METRIC, "mode": "max"},
     }
@@ -335,7 +367,7 @@ def report(outcomes: dict[str, Outcome], rungs: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Full grid vs. the grid with ASHA vs. TPE + ASHA at the same epoch budget, "
-        "on MiniVGGNet / Flowers-17, side by side."
+        "on MiniVGGNet (Flowers-17 or a CIFAR-10 subset), side by side."
     )
     parser.add_argument("--size", type=int, default=32, help="image side in pixels (32)")
     parser.add_argument("--epochs", type=int, default=9, help="epochs of a full run (9)")
@@ -345,10 +377,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--momenta", type=float, nargs="+", default=[0.0, 0.9])
     parser.add_argument(
-        "--val-fraction", type=float, default=0.15, help="validation split (0.15 of the images)"
+        "--dataset", choices=sorted(TASKS), default="flowers17", help="the task (flowers17)"
     )
     parser.add_argument(
-        "--limit-per-class", type=int, default=None, help="images per class (all: 80)"
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="validation split (flowers17: 0.15 of the images; cifar10: 0.5 of train)",
+    )
+    parser.add_argument(
+        "--limit-per-class",
+        type=int,
+        default=None,
+        help="images per class (flowers17: all 80; cifar10: 200 of train, 200 of test)",
     )
     parser.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed (0)")
     parser.add_argument(
@@ -367,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--echo", action="store_true", help="echo every epoch's line")
     args = parser.parse_args(argv)
+    for option, value in TASKS[args.dataset]["defaults"].items():
+        if getattr(args, option) is None:
+            setattr(args, option, value)
     keys = [k for k in "ABC" if k in args.strategies.upper()]
     if "C" in keys and "B" not in keys:
         parser.error("strategy C needs B (its epoch budget)")
@@ -379,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     tensorflow = _version("tensorflow-cpu")
     tensorflow = _version("tensorflow") if tensorflow == "?" else tensorflow
     print(
-        f"cvlab search benchmark: MiniVGGNet on Flowers-17 at {args.size} px, {n} configurations "
+        f"cvlab search benchmark: MiniVGGNet on {args.dataset} at {args.size} px (limit_per_class "
+        f"{args.limit_per_class}, val_fraction {args.val_fraction:.3g}), {n} configurations "
         f"x {args.epochs} epochs; ASHA min_epochs {args.min_epochs}, reduction factor "
         f"{args.reduction_factor}; TPE seed {args.seed}; {os.cpu_count()} CPUs; Python "
         f"{platform.python_version()}, keras {_version('keras')}, tensorflow {tensorflow}, "
