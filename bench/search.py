@@ -22,7 +22,7 @@ For each strategy: the chosen run's validation and test accuracy, the epochs tra
 The target (issue 20): B within one point of A's test accuracy at no more than a third of its
 epochs. The exit status is 0 either way (a benchmark, not a test).
 
-    CVLAB_DATA=/work/main/data python bench/search.py                 # 16 runs, 32 px, 9 epochs
+    python bench/search.py                 # 16 runs, 32 px, 9 epochs
     python bench/search.py --size 64 --epochs 27 --results /tmp/bench-search
     python bench/search.py --dataset cifar10 --epochs 18 --min-epochs 2     # rungs at 2 and 6
 """
