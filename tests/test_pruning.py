@@ -143,21 +143,23 @@ def test_median_cuts_below_the_median_of_finished_runs_from_min_epochs_on():
 # ---- the run's side: EpochReporter against a real SQLite study --------------------------------
 
 
+def _link(address: str, study: optuna.Study, trial, prune: PruneSpec, **extra) -> TrialLink:
+    return TrialLink(
+        storage=address,
+        study=study.study_name,
+        number=trial.number,
+        trial_id=trial._trial_id,
+        direction="minimize",
+        prune=prune,
+        **extra,
+    )
+
+
 def _linked_trial(tmp_path: Path, prune: PruneSpec) -> tuple[optuna.Study, TrialLink]:
     address = sqlite_address(tmp_path)
     study = optuna.create_study(study_name="g.test", storage=open_storage(address))
     trial = study.ask()
-    link = TrialLink(
-        storage=address,
-        study="g.test",
-        number=trial.number,
-        trial_id=trial._trial_id,
-        direction="minimize",
-        grid_file="grids/g.yaml",
-        prune=prune,
-        max_epochs=3,
-    )
-    return study, link
+    return study, _link(address, study, trial, prune, grid_file="grids/g.yaml", max_epochs=3)
 
 
 def test_epoch_reporter_names_a_missing_metric_and_the_logged_ones(tmp_path):
@@ -384,13 +386,8 @@ def test_the_keras_callback_stops_a_pruned_run_at_its_epoch_end(tmp_path):
         assert not best.should_prune()  # which records the rungs it reached
     study.tell(best, -1.0)
     trial = study.ask()
-    link = TrialLink(
-        storage=address,
-        study="g.keras",
-        number=trial.number,
-        trial_id=trial._trial_id,
-        direction="minimize",
-        prune=PruneSpec(metric="val_loss", method="asha", reduction_factor=2),
+    link = _link(
+        address, study, trial, PruneSpec(metric="val_loss", method="asha", reduction_factor=2)
     )
     run_dir = tmp_path / "run"
     RunRecord(run_id="run", name="run", trial=link).save(run_dir)

@@ -237,3 +237,22 @@ def test_a_search_killed_with_sigkill_resumes_with_no_trial_lost_or_run_twice(
     with sqlite3.connect(Workspace.at(out).leaderboard_db) as conn:
         rows = conn.execute("SELECT run_id FROM runs WHERE grid = 'g'").fetchall()
     assert sorted(r[0] for r in rows) == sorted(final)  # each run once on the leaderboard
+
+
+def test_raising_trials_goes_on_with_the_same_study(light_notebook, write_grid, tmp_path):
+    """A search given more trials samples only the new ones, in the study it had: the first
+    trials are neither lost nor run again."""
+    space = {"lr": {"loguniform": [0.01, 1.0]}, "x": {"int": [1, 50]}}
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--quiet", "--no-prewarm"]
+    assert (
+        main([str(write_grid(_search(trials=2, sampler="tpe", seed=3, space=space))), *args]) == 0
+    )
+    first = {t.user_attrs["run_id"]: t.number for t in _run_trials(_study(out))}
+    assert len(first) == 2
+    assert (
+        main([str(write_grid(_search(trials=3, sampler="tpe", seed=3, space=space))), *args]) == 0
+    )
+    trials = _run_trials(_study(out))  # one study still: _study asserts there is only one
+    assert len(trials) == 3 and {t.user_attrs["run_id"]: t.number for t in trials[:2]} == first
+    assert len(_records(out)) == 3

@@ -247,11 +247,6 @@ class PrecisionError(CvlabError, ValueError):
 # --- search and early stopping ----------------------------------------------------------------
 
 
-class SearchError(CvlabError, ValueError):
-    """A search or pruning set-up that cannot run (a sampler's package missing, a study that
-    does not match the grid): says what to do."""
-
-
 class RunPruned(CvlabError):  # noqa: N818 - named as Optuna's TrialPruned: a result, not a fault
     """Raised at an epoch end when the grid's pruner cut the run: training stops there, the
     notebook stops at that cell, and the run ends `pruned` (a result, not a failure)."""

@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -48,19 +46,21 @@ DUPLICATE_ATTR = "duplicate_of"
 MAX_DUPLICATES = 50
 
 
-def uses_study(grid: ValidatedGrid) -> bool:
-    return grid.spec.search is not None or grid.spec.prune is not None
-
-
 def study_name(grid: ValidatedGrid, backend: str) -> str:
-    """`<grid>.<hash>`: a new study when the notebook's code, the fixed params, the space or the
-    pruner change (the old one stays in the file, for optuna-dashboard)."""
+    """`<grid>.<hash>`: a new study when the notebook's code, the fixed params, the space, the
+    sampler or the pruner change (the old one stays in the file, for optuna-dashboard); raising
+    `trials` goes on with the same study."""
     spec = grid.spec
+    search = (
+        spec.search.model_dump(mode="json", by_alias=True, exclude={"trials"})
+        if spec.search
+        else None
+    )
     content = {
         "notebook": notebook_digest(grid.notebook),
         "params": spec.params,
         "grid": spec.grid,
-        "search": spec.search.model_dump(mode="json", by_alias=True) if spec.search else None,
+        "search": search,
         "prune": spec.prune.model_dump(mode="json") if spec.prune else None,
         "backend": backend,
     }
@@ -89,10 +89,11 @@ class GridStudy:
         counts = epoch_counts(spec, grid.parameters)
         self.max_epochs = max(counts) if counts else None
         self.study: optuna.Study | None = None
+        self._storage: optuna.storages.BaseStorage | None = None
         if create or (ws.logs / STUDY_DB).exists():
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             ws.logs.mkdir(parents=True, exist_ok=True)
-            storage = open_storage(self.address)
+            storage = self._storage = open_storage(self.address)
             sampler = make_sampler(spec.search, self.space) if spec.search else None
             if spec.search is not None and spec.search.seed is not None:
                 # a resumed search: a sampler seeded as at the start would propose the first
@@ -227,7 +228,7 @@ class GridStudy:
             return
         if record.status in {"running", "pending", "interrupted"}:
             return
-        frozen = self.study._storage.get_trial(record.trial.trial_id)
+        frozen = self._storage.get_trial(record.trial.trial_id)
         if frozen.state != TrialState.RUNNING:
             return  # told already (a driver stopped between the tell and the page)
         number = record.trial.number
@@ -247,7 +248,12 @@ class GridStudy:
 
     def reconcile(self, ws: Workspace) -> None:
         """Trials still running whose run finished (a driver killed between the run's end and
-        its tell) get their result now."""
+        its tell) get their result now; trials asked but never given a run (a driver killed
+        between the two) fail."""
+        assert self.study is not None
+        for trial in self.trials():
+            if trial.state == TrialState.RUNNING and RUN_ID_ATTR not in trial.user_attrs:
+                self.study.tell(trial.number, state=TrialState.FAIL)
         for trial in self.latest_by_run().values():
             if trial.state != TrialState.RUNNING:
                 continue
@@ -271,14 +277,12 @@ class StudyPlans(PlanQueue):
         *,
         new: int = 0,
         timeout: float | None = None,
-        on_sampled: Callable[[RunPlan], None] | None = None,
     ):
         super().__init__(plans)
         self.study = study
         self.storage = storage
         self.new = new
         self.timeout = timeout
-        self.on_sampled = on_sampled
         self._template = (
             plans[0]
             if plans
@@ -304,8 +308,6 @@ class StudyPlans(PlanQueue):
             self.new = 0
             return None
         self.handed.append(plan)
-        if self.on_sampled is not None:
-            self.on_sampled(plan)
         return plan
 
     def peek(self) -> RunPlan | None:
@@ -331,7 +333,3 @@ def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
 
 def _any_value(dist: Distribution) -> Any:
     return dist.values[0]
-
-
-def study_file(ws: Workspace) -> Path:
-    return ws.logs / STUDY_DB

@@ -14,7 +14,6 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from cvlab.errors import SearchError
 from cvlab.search.spec import Distribution, SearchSpec
 
 
@@ -93,12 +92,11 @@ def make_sampler(search: SearchSpec, space: dict[str, Distribution]) -> optuna.s
         # constant_liar: with --workers, runs still training count as bad, so TPE does not
         # propose the running point again (no effect when one run trains at a time)
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    # cmaes and gp need packages of their own: the grid's validation (grid.search_checks)
+    # refuses them, with the pip command, before anything runs
     if name == "cmaes":
-        _needs("cmaes", "cmaes", "CMA-ES")
         return optuna.samplers.CmaEsSampler(seed=seed)
     if name == "gp":
-        _needs("torch", "torch", "the Gaussian-process sampler")
-        _needs("scipy", "scipy", "the Gaussian-process sampler")
         return optuna.samplers.GPSampler(seed=seed)
     choices = {n: [categorical_value(v) for v in d.values] for n, d in space.items()}
     return _AskTellGridSampler(choices, seed=seed)
@@ -110,13 +108,3 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         return None
-
-
-def _needs(module: str, package: str, what: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise SearchError(
-            f"{what} needs the {package!r} package, which is not installed. "
-            f"Fix: pip install {package}, or choose another sampler (tpe, random)"
-        )
