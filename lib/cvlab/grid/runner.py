@@ -501,11 +501,11 @@ def _run_locked(
         queue: PlanQueue = PlanQueue(todo)
         if study is not None:
             from cvlab.grid.study import StudyPlans  # lazy: optuna
-            from cvlab.search.storage import open_storage, serve_storage  # lazy: optuna
+            from cvlab.search.storage import serve_storage  # lazy: optuna
 
             # Runs on Dask workers may not see logs/: they reach the study through the driver.
             address = (
-                storage.enter_context(serve_storage(open_storage(study.address)))
+                storage.enter_context(serve_storage(study.storage))
                 if options.scheduler
                 else study.address
             )

@@ -89,11 +89,11 @@ class GridStudy:
         counts = epoch_counts(spec, grid.parameters)
         self.max_epochs = max(counts) if counts else None
         self.study: optuna.Study | None = None
-        self._storage: optuna.storages.BaseStorage | None = None
+        self.storage: optuna.storages.BaseStorage | None = None
         if create or (ws.logs / STUDY_DB).exists():
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             ws.logs.mkdir(parents=True, exist_ok=True)
-            storage = self._storage = open_storage(self.address)
+            storage = self.storage = open_storage(self.address)
             sampler = make_sampler(spec.search, self.space) if spec.search else None
             if spec.search is not None and spec.search.seed is not None:
                 # a resumed search: a sampler seeded as at the start would propose the first
@@ -228,7 +228,7 @@ class GridStudy:
             return
         if record.status in {"running", "pending", "interrupted"}:
             return
-        frozen = self._storage.get_trial(record.trial.trial_id)
+        frozen = self.storage.get_trial(record.trial.trial_id)
         if frozen.state != TrialState.RUNNING:
             return  # told already (a driver stopped between the tell and the page)
         number = record.trial.number
@@ -280,7 +280,7 @@ class StudyPlans(PlanQueue):
     ):
         super().__init__(plans)
         self.study = study
-        self.storage = storage
+        self.address = storage
         self.new = new
         self.timeout = timeout
         self._template = (
@@ -295,7 +295,7 @@ class StudyPlans(PlanQueue):
         if self.new <= 0:
             return None
         self.new -= 1
-        plan = self.study.sample(self.storage, self.timeout)
+        plan = self.study.sample(self.address, self.timeout)
         if plan is None:
             runs, size = len(self.study.latest_by_run()), space_size(self.study.space)
             why = (
@@ -316,7 +316,7 @@ class StudyPlans(PlanQueue):
         return self._template if self.new > 0 else None  # same kernel, notebook, backend
 
     def _prepare(self, plan: RunPlan) -> RunPlan:
-        return self.study.trial_for(plan, self.storage)
+        return self.study.trial_for(plan, self.address)
 
     def done(self, record: RunRecord) -> None:
         self.study.tell(record)
