@@ -6,11 +6,13 @@ PY     := $(VENV)/bin/python
 #   make setup                      TensorFlow, CPU (the default backend)
 #   make setup BACKEND=jax|torch    also JAX / PyTorch, CPU builds; BACKEND=all: both (CI)
 #   make setup GPU=1 [BACKEND=jax|torch]   the CUDA build of that backend
+#   make setup MLFLOW=1             also MLflow, for `cvlab export mlflow` (CI installs it)
 # Later calls (`make run`, `make test`, a reinstall after pyproject.toml changed) keep the choice
 # of the last setup (saved in $(VENV)/.setup), so a GPU install is not replaced by a CPU one.
 SAVED   := $(shell cat $(VENV)/.setup 2>/dev/null)
 BACKEND ?= $(or $(word 1,$(SAVED)),tensorflow)
-GPU     ?= $(word 2,$(SAVED))
+GPU     ?= $(filter-out -,$(word 2,$(SAVED)))
+MLFLOW  ?= $(word 3,$(SAVED))
 TORCH_INDEX_CPU  ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX_CUDA ?= https://download.pytorch.org/whl/cu128
 ifeq ($(BACKEND),all)
@@ -25,12 +27,12 @@ else
   $(error BACKEND=$(BACKEND): use tensorflow, jax, torch or all)
 endif
 comma  := ,
-EXTRAS := dev$(if $(BACKEND_EXTRAS),$(comma)$(BACKEND_EXTRAS),)
+EXTRAS := dev$(if $(BACKEND_EXTRAS),$(comma)$(BACKEND_EXTRAS),)$(if $(MLFLOW),$(comma)mlflow,)
 # torch from PyTorch's CPU index (PyPI's Linux wheel is the CUDA build, GBs), or with GPU=1 its
 # CUDA index; TORCH_INDEX_CPU= (empty) where a local wheel or mirror serves torch 2.13.0 (CI)
 TORCH_INDEX := $(if $(GPU),$(TORCH_INDEX_CUDA),$(TORCH_INDEX_CPU))
 PIP_INDEX := $(if $(and $(findstring torch,$(BACKEND_EXTRAS)),$(TORCH_INDEX)),--extra-index-url $(TORCH_INDEX),)
-STAMP  := $(VENV)/.installed-$(BACKEND)$(if $(GPU),-gpu,)
+STAMP  := $(VENV)/.installed-$(BACKEND)$(if $(GPU),-gpu,)$(if $(MLFLOW),-mlflow,)
 
 .PHONY: setup run test test-fast bench lab lint leaderboard import-shared clean
 
@@ -43,7 +45,7 @@ $(STAMP): pyproject.toml
 	$(if $(and $(GPU),$(findstring gpu,$(BACKEND_EXTRAS))),$(PY) -m pip uninstall --quiet -y tensorflow-cpu && $(PY) -m pip install --quiet --force-reinstall --no-deps tensorflow==2.21.0,@true)
 	# A kernel named "cvlab" for JupyterLab; grid runs use this interpreter's own kernel.
 	$(PY) -m ipykernel install --sys-prefix --name cvlab --display-name "Python (cvlab)" >/dev/null
-	echo "$(BACKEND) $(GPU)" > $(VENV)/.setup
+	echo "$(BACKEND) $(or $(GPU),-) $(MLFLOW)" > $(VENV)/.setup
 	touch $(STAMP)
 
 setup: $(STAMP)
