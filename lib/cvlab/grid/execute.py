@@ -24,7 +24,12 @@ from cvlab.backends import backend_env
 from cvlab.grid.expand import RunPlan
 from cvlab.grid.html_export import add_run_html
 from cvlab.grid.kernel_pool import KernelLease
-from cvlab.grid.kernels import ipc_kernel_manager_class, kernel_pid, prepare_kernel_environment
+from cvlab.grid.kernels import (
+    ipc_kernel_manager_class,
+    kernel_pid,
+    prepare_kernel_environment,
+    read_kernel_output,
+)
 from cvlab.runs.environment import collect_environment
 from cvlab.runs.record import (
     BACKUP_DIR,
@@ -355,6 +360,7 @@ def _execute_run(
             status = "diverged"  # a NaN loss explains what followed; the error stays attached
         elif status == "ok" and record.status == "failed":
             status, error = "failed", record.error  # the notebook ended the run with run.fail
+        _log_kernel_output(log, warm.socket_dir.name if warm is not None else socket_dir)
         record.finish(status, error)
         _finish_outputs(record, run_dir, output, workspace, export_html)
         record.save(run_dir)
@@ -364,6 +370,15 @@ def _execute_run(
     if interrupted is not None:
         raise interrupted
     return record
+
+
+def _log_kernel_output(log: TextIO, socket_dir: str) -> None:
+    """Append what the run's kernel wrote to its fd 1/2 (TensorFlow's C++ start-up lines...)
+    to the run's log: kept there, out of the driver's terminal."""
+    text = read_kernel_output(socket_dir)
+    if text:
+        log.write("--- kernel stdout/stderr\n" + (text if text.endswith("\n") else text + "\n"))
+        log.write("--- end of kernel stdout/stderr\n")
 
 
 def _finish_outputs(

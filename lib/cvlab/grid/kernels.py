@@ -17,8 +17,28 @@ def kernel_arguments() -> list[str]:
 
 def prepare_kernel_environment() -> None:
     """Settle what kernels inherit from this process before any is started (cold or warm)."""
-    # TensorFlow's C++ start-up chatter goes to the kernel's stderr, i.e. the terminal.
+    # TensorFlow's C++ start-up chatter ("oneDNN custom operations are on", absl's "All log
+    # messages before absl::InitializeLog()...") goes to the kernel's fd 2: a file per kernel
+    # (kernel_output_file), appended to the run's log, instead of the driver's terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+KERNEL_OUTPUT = "kernel-output.log"
+
+
+def kernel_output_file(socket_dir: str | os.PathLike) -> str:
+    """Where the kernel started in `socket_dir` writes its fd 1 and fd 2 (what bypasses the
+    notebook's outputs: C++ libraries' logs, a crash's last words)."""
+    return os.path.join(socket_dir, KERNEL_OUTPUT)
+
+
+def read_kernel_output(socket_dir: str | os.PathLike) -> str:
+    """What the kernel of `socket_dir` wrote to its fd 1/2 so far ("" when nothing)."""
+    try:
+        with open(kernel_output_file(socket_dir), encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def ipc_kernel_manager_class(
@@ -43,7 +63,12 @@ def ipc_kernel_manager_class(
         async def start_kernel(self, **kw):
             if extra_env:
                 kw["env"] = {**(kw.get("env") or os.environ), **extra_env}
-            return await super().start_kernel(**kw)
+            # The kernel's fd 1/2 to a file, not the driver's terminal (jupyter_client passes
+            # these to Popen); the child keeps its own copy of the descriptor.
+            with open(kernel_output_file(socket_dir), "ab") as sink:
+                kw.setdefault("stdout", sink)
+                kw.setdefault("stderr", sink)
+                return await super().start_kernel(**kw)
 
     return IpcKernelManager
 
