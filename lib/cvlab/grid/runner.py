@@ -489,6 +489,7 @@ def _run_locked(
         more = f" and {len(resumed) - 10} more" if len(resumed) > 10 else ""
         print(f"{len(resumed)} interrupted by a stopped driver, resumed now: {names}{more}")
     counts: Counter[str] = Counter()
+    counted: set[str] = set()  # the runs in `counts`
     interrupted = False
     grid_log_path = ws.grid_log(grid.name)
     grid_log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -515,6 +516,7 @@ def _run_locked(
             for record in runs:
                 publisher.submit(record)
                 counts[record.status] += 1
+                counted.add(record.run_id)
                 metric = resolve_metric(
                     grid.spec.rank_by.metric,
                     record.metrics,
@@ -545,7 +547,6 @@ def _run_locked(
                     break
         except KeyboardInterrupt:
             interrupted = True
-            bar.write("interrupted: finished runs are kept; run the same command again to resume")
             grid_log.write("interrupted\n")
         finally:
             runs.close()  # stops the workers and kills any warm spare kernel
@@ -555,12 +556,16 @@ def _run_locked(
             if interrupted:
                 for record in _settle_unfinished(ws, queue.handed):
                     publisher.submit(record)
+                    if record.run_id not in counted:  # settled here: the loop never got it
+                        counts[record.status] += 1
             publisher.close()
             page = publish_safely(ws, grid.name)
     _warn_unranked(ws, grid, plans)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing run"
     print(f"grid {grid.name}: {summary}")
     print(f"Leaderboard: {page.as_uri()}")
+    if interrupted:  # the last line after Ctrl-C: how to go on
+        print("interrupted: finished runs are kept; run the same command again to resume")
     known = {p.run_id for p in plans}
     plans = [*plans, *(p for p in queue.handed if p.run_id not in known)]
     ran = {p.run_id for p in queue.handed}
