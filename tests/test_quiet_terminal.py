@@ -88,13 +88,20 @@ def test_console_has_epoch_lines_not_the_kernels_cpp_lines(tmp_path, workers):
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_with_the_resume_line_and_counts_the_interrupted_run(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_ends_with_the_resume_line_and_counts_the_interrupted_run(tmp_path, workers):
     grid = _grid(tmp_path, sleep_s=20.0)
     out = tmp_path / "out"
     ws = Workspace.at(out)
-    cmd = [sys.executable, str(RUN_GRID), str(grid), "--out", str(out)]
+    cmd = [sys.executable, str(RUN_GRID), str(grid), "--out", str(out), "--workers", str(workers)]
+    # Its own session: SIGINT goes to the whole process group, as Ctrl-C in a terminal sends it.
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 240
@@ -106,7 +113,7 @@ def test_ctrl_c_ends_with_the_resume_line_and_counts_the_interrupted_run(tmp_pat
                 break
             time.sleep(0.5)
         time.sleep(8.0)  # well inside the first epoch's sleep
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         console, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -114,11 +121,11 @@ def test_ctrl_c_ends_with_the_resume_line_and_counts_the_interrupted_run(tmp_pat
     assert proc.returncode == 130, console
     assert "Traceback" not in console and "Task exception" not in console, console
     assert "nothing run" not in console, console
-    assert "grid g: 1 interrupted" in console, console
+    statuses = [RunRecord.load(d).status for d in (ws.experiments / "g").iterdir()]
+    assert statuses == ["interrupted"] * workers  # the runs it had started
+    assert f"grid g: {workers} interrupted" in console, console
     lines = [ln for ln in console.splitlines() if ln.strip()]
     assert lines[-1].startswith("interrupted: finished runs are kept"), console
-    statuses = [RunRecord.load(d).status for d in (ws.experiments / "g").iterdir()]
-    assert statuses == ["interrupted"]
 
 
 def test_the_package_builds_without_setuptools_warnings(tmp_path):
