@@ -106,9 +106,10 @@ bench: $(STAMP)
 	$(PY) bench/train_throughput.py
 	$(PY) bench/backbone.py
 
+# JupyterLab (a core dependency) on notebooks/, new notebooks on the "cvlab" kernel setup installed
 lab: $(STAMP)
-	$(VENV)/bin/pip install --quiet jupyterlab
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks \
+	  --MappingKernelManager.default_kernel_name=cvlab
 
 leaderboard: $(STAMP)
 	$(PY) run_grid.py --leaderboard

@@ -153,6 +153,8 @@ def shown_summaries(
     """The best/last columns a run shows: its validation metrics' (all its metrics' when it has no
     `val_*` one) plus the rank metric's base, so a page is not flooded with training curves."""
     names = [name for name in epoch_metrics if name.startswith("val_")] or list(epoch_metrics)
+    if not isinstance(rank_metric, str):  # NaN: a grid never registered (interactive runs)
+        rank_metric = None
     base = (rank_metric or "").rpartition(":")[0] or rank_metric
     if base in epoch_metrics and base not in names:
         names.append(base)

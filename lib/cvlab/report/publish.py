@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from cvlab.atomic_io import write_atomic
+from cvlab.report.interactive_runs import add_interactive_runs
 from cvlab.report.page import write_leaderboard_page
 from cvlab.report.page_data import workspace_spaces
 from cvlab.report.plots import write_grid_figures
@@ -19,6 +20,7 @@ from cvlab.workspace import Workspace
 def publish(ws: Workspace, grids: list[str] | None = None) -> Path:
     """Rebuild the CSV, the figures of `grids` (all when None) and `experiments/index.html`."""
     store = LeaderboardStore(ws.leaderboard_db)
+    add_interactive_runs(ws, store)  # runs made in Jupyter have no driver to upsert them
     store.export_csv(ws.leaderboard_csv)
     frame = store.frame()
     records = store.records()

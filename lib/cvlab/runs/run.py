@@ -375,6 +375,8 @@ class Run:
         self.record.environment.update(runtime_environment())  # backend, device, precision
         self.record.finish(status)
         self._save()
+        if self.record.grid == "interactive" and self.run_dir.parent.name == "interactive":
+            _publish_interactive(self.run_dir.parents[2])  # no grid driver will
         return self.record
 
     def fail(self, exc: BaseException) -> None:
@@ -423,6 +425,27 @@ def note_data(name: str, *, synthetic: bool, source: str = "") -> None:
     """Note a loaded data set on this process's current run, if there is one."""
     if _current is not None:
         _current.note_data(name, synthetic=synthetic, source=source)
+
+
+def _publish_interactive(root: Path) -> None:
+    """Rebuild the page of the project at `root` so a run made in Jupyter shows at once. In a
+    child process: the page is the report layer's (above this one) and imports matplotlib and
+    scipy; a failure is a warning, the run is recorded already."""
+    import subprocess
+    import warnings
+
+    cmd = [sys.executable, "-m", "cvlab.grid.cli", "--leaderboard", "--out", str(root)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        warnings.warn(f"the page was not rebuilt ({exc}); `make leaderboard` does", stacklevel=3)
+        return
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        warnings.warn(
+            f"the page was not rebuilt (exit {done.returncode}): {tail}; `make leaderboard` does",
+            stacklevel=3,
+        )
 
 
 def start(
