@@ -8,6 +8,7 @@ sockets open, and it cleans up only once its client is connected.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from jupyter_core.utils import run_sync
@@ -20,6 +21,25 @@ from papermill.utils import chdir, merge_kwargs, remove_args
 from cvlab.atomic_io import write_text_atomic
 
 ENGINE = "cvlab"
+
+
+class _DeadKernelAfterInterrupt(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved ... DeadKernelError: Kernel died":
+    a Ctrl-C cuts `run_sync` while nbclient's cell task waits, the kernel is then shut down and
+    the orphaned task ends with DeadKernelError when collected. The run is recorded
+    `interrupted` already; the traceback would only bury the resume line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from nbclient.exceptions import DeadKernelError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(exc, DeadKernelError)
+            and str(record.msg).startswith("Task exception was never retrieved")
+        )
+
+
+logging.getLogger("asyncio").addFilter(_DeadKernelAfterInterrupt())
 
 
 class CvlabEngine(NBClientEngine):
