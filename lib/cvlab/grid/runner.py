@@ -35,6 +35,7 @@ from cvlab.grid.expand import (
     notebook_digest,
     run_count,
 )
+from cvlab.grid.live_watch import LiveWatch
 from cvlab.grid.lock import GridLock, GridLockedError
 from cvlab.grid.notebook_params import NotebookParameter
 from cvlab.grid.plan_queue import PlanQueue
@@ -510,6 +511,8 @@ def _run_locked(
                 else study.address
             )
             queue = StudyPlans(study, todo, address, new=new_trials, timeout=options.timeout)
+        # the live page: the handed-out runs' progress in experiments/live.js(on), each epoch
+        live = LiveWatch(ws, grid.name, lambda: queue.handed).start()
         runs = run_plans(queue, ws.root, executor=executor)
         try:
             for record in runs:
@@ -555,6 +558,7 @@ def _run_locked(
             if interrupted:
                 for record in _settle_unfinished(ws, queue.handed):
                     publisher.submit(record)
+            live.stop()
             publisher.close()
             page = publish_safely(ws, grid.name)
     _warn_unranked(ws, grid, plans)
