@@ -52,9 +52,15 @@ class LiveWatch:
     def _run_dirs(self) -> list[Path]:
         return [self.ws.run_dir(p.grid, p.run_id) for p in list(self._handed())]
 
+    @staticmethod
+    def _stamps(dirs: list[Path]) -> tuple[int, ...]:
+        return tuple(_mtime(d / name) for d in dirs for name in (RECORD_FILE, HISTORY_FILE))
+
     def write(self, *, ended: bool = False) -> None:
         """Write the grid's snapshot and the merged live files now."""
-        snapshot = grid_snapshot(self.ws, self.grid, self._run_dirs(), ended=ended)
+        dirs = self._run_dirs()
+        self._seen = self._stamps(dirs)  # taken first: a change while writing is seen next time
+        snapshot = grid_snapshot(self.ws, self.grid, dirs, ended=ended)
         write_grid_snapshot(self.ws, snapshot)
         write_live(self.ws)
         self._written = time.monotonic()
@@ -62,11 +68,11 @@ class LiveWatch:
 
     def poll(self) -> bool:
         """Write when a handed-out run's files changed, or the heartbeat is due; True if so."""
-        dirs = self._run_dirs()
-        seen = tuple(_mtime(d / name) for d in dirs for name in (RECORD_FILE, HISTORY_FILE))
-        if seen == self._seen and time.monotonic() - self._written < HEARTBEAT_S:
+        if (
+            self._stamps(self._run_dirs()) == self._seen
+            and time.monotonic() - self._written < HEARTBEAT_S
+        ):
             return False
-        self._seen = seen
         self.write()
         return True
 
