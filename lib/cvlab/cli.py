@@ -146,7 +146,6 @@ def report_main(argv: list[str]) -> int:
 
 def serve_main(argv: list[str]) -> int:
     from cvlab.report.serve import serve  # lazy: pandas
-    from cvlab.workspace import Workspace
 
     parser = argparse.ArgumentParser(
         prog="cvlab serve",
@@ -158,7 +157,7 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     args = parser.parse_args(argv)
     try:
-        serve(Workspace.at(args.out), args.host, args.port)
+        serve(args.out, args.host, args.port)
     except OSError as exc:
         print(f"cvlab serve: cannot serve on {args.host}:{args.port}: {exc}. Fix: give another "
               "--port (0 picks a free one)", file=sys.stderr)  # fmt: skip

@@ -42,8 +42,9 @@ def page_url(server: ThreadingHTTPServer, ws: Workspace) -> str:
     return f"http://{host}:{port}/{rel}"
 
 
-def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until Ctrl-C, printing the page's address."""
+def serve(out: str | Path | Workspace = ".", host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the workspace `out` until Ctrl-C, printing the page's address."""
+    ws = out if isinstance(out, Workspace) else Workspace.at(out)
     server = make_server(ws, host, port)
     print(f"Serving {ws.root} — open {page_url(server, ws)} (Ctrl-C stops)", flush=True)
     try:
