@@ -187,7 +187,8 @@ def test_hostile_values_are_shown_as_text_and_the_data_survives(ws):
     )
     frame, records = stored(ws, {"g": ("m", "max")}, [hostile_run, record("g", "r2", {"x": 2}, {})])
     text = write_leaderboard_page(frame, records, ws).read_text()
-    assert text.lower().count("<script") == 2 and text.lower().count("</script>") == 2
+    # the page data, page.js, and the live panel's data file and script (test_live_page.py)
+    assert text.lower().count("<script") == 4 and text.lower().count("</script>") == 4
     assert "<img src=x" not in text and "<b>bad" not in text and "<!--" not in text
     cell = re.search(r'<td data-col="p:mode">(.*?)</td>', text).group(1)
     assert html.unescape(cell) == HOSTILE
@@ -201,7 +202,8 @@ def test_hostile_values_are_shown_as_text_and_the_data_survives(ws):
 def test_page_without_runs_says_how_to_make_some(ws):
     frame, records = stored(ws, {}, [])
     text = write_leaderboard_page(frame, records, ws).read_text()
-    assert "No runs yet" in text and "<script" not in text
+    assert "No runs yet" in text and 'id="cvlab-data"' not in text
+    assert text.lower().count("<script") == 2  # only the live panel's: runs in progress show
 
 
 def test_publish_builds_the_page_from_the_store(ws):

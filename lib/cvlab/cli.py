@@ -23,6 +23,7 @@ commands:
   predict  classify images with a finished run:   cvlab predict run:<id> PATH... [--top K] [--json]
            (cvlab predict --help)
   report   a shareable, offline copy of grids:    cvlab report [GRID...] --out DIR [--from DIR]
+  serve    the leaderboard on localhost, live:     cvlab serve [--out DIR] [--port N] [--host H]
 """
 
 
@@ -143,6 +144,27 @@ def report_main(argv: list[str]) -> int:
     return 0
 
 
+def serve_main(argv: list[str]) -> int:
+    from cvlab.report.serve import serve  # lazy: pandas
+
+    parser = argparse.ArgumentParser(
+        prog="cvlab serve",
+        description="Serve the workspace on localhost: experiments/index.html then shows the "
+        "runs in progress and updates by itself at each epoch's end.",
+    )
+    parser.add_argument("--out", default=".", metavar="DIR", help="the workspace (a grid's --out)")
+    parser.add_argument("--port", type=int, default=8000, help="port (0: a free one; default 8000)")
+    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    args = parser.parse_args(argv)
+    try:
+        serve(args.out, args.host, args.port)
+    except OSError as exc:
+        print(f"cvlab serve: cannot serve on {args.host}:{args.port}: {exc}. Fix: give another "
+              "--port (0 picks a free one)", file=sys.stderr)  # fmt: skip
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in {"-h", "--help"}:
@@ -163,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return predict_main(rest)
     if command == "report":
         return report_main(rest)
+    if command == "serve":
+        return serve_main(rest)
     print(f"cvlab: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -35,6 +35,7 @@ from cvlab.grid.expand import (
     notebook_digest,
     run_count,
 )
+from cvlab.grid.live_watch import LiveWatch
 from cvlab.grid.lock import GridLock, GridLockedError
 from cvlab.grid.notebook_params import NotebookParameter
 from cvlab.grid.plan_queue import PlanQueue
@@ -511,6 +512,8 @@ def _run_locked(
                 else study.address
             )
             queue = StudyPlans(study, todo, address, new=new_trials, timeout=options.timeout)
+        # the live page: the handed-out runs' progress in experiments/live.js(on), each epoch
+        live = LiveWatch(ws, grid.name, lambda: queue.handed).start()
         runs = run_plans(queue, ws.root, executor=executor)
         try:
             for record in runs:
@@ -558,6 +561,7 @@ def _run_locked(
                     publisher.submit(record)
                     if record.run_id not in counted:  # settled here: the loop never got it
                         counts[record.status] += 1
+            live.stop()
             publisher.close()
             page = publish_safely(ws, grid.name)
     _warn_unranked(ws, grid, plans)

@@ -20,8 +20,10 @@ import pandas as pd
 
 from cvlab.atomic_io import write_text_atomic
 from cvlab.errors import PageAssetError
+from cvlab.report.live_data import LIVE_SCRIPT, write_live
 from cvlab.report.page_data import build_page_data, href, metric_text, to_script_json
 from cvlab.report.search_view import GridSpace
+from cvlab.report.store import LeaderboardStore
 from cvlab.runs.record import RunRecord
 from cvlab.workspace import Workspace
 
@@ -381,12 +383,27 @@ def _search_sections(data: dict[str, Any]) -> str:
     return f'<div id="searches"><h2>Searches</h2>{"".join(tables)}</div>' if tables else ""
 
 
-def render_page(data: dict[str, Any], generated: str) -> str:
+LIVE_PANEL = (
+    '<section id="live" class="panel" hidden><h2>Running now</h2>'
+    '<p class="meta live-meta"></p><div class="table-wrap"><table class="live-runs"><thead><tr>'
+    "<th>run</th><th>grid</th><th>status</th><th>epoch</th><th>latest</th><th>s/epoch</th>"
+    "<th>estimated end</th><th>curve</th></tr></thead><tbody></tbody></table></div></section>"
+)
+
+
+def _live_scripts() -> str:
+    """The live panel's script, and the live data beside the page (`live.js`, written by the
+    grid driver at each epoch's end; a page from file:// loads it, a served page polls
+    `live.json`). Loaded last: without it the page is complete as generated."""
+    return f'<script src="{LIVE_SCRIPT}"></script><script>{asset("page_live.js")}</script>'
+
+
+def render_page(data: dict[str, Any], generated: str, generated_iso: str = "") -> str:
     """The whole page as one HTML string: table, summary, data, style and script inlined."""
     runs = data["runs"]
     if runs:
         body = (
-            f"<h2>Grids</h2>{_grids_table(data)}"
+            f"{LIVE_PANEL}<h2>Grids</h2>{_grids_table(data)}"
             '<h2>Runs</h2><div id="controls" class="controls"><noscript>Sorting, filters and '
             "comparison need JavaScript; the table below is complete without it.</noscript></div>"
             '<p id="constants" class="meta" hidden></p>'
@@ -400,17 +417,19 @@ def render_page(data: dict[str, Any], generated: str) -> str:
         )
     else:
         body = (
-            "<p>No runs yet. Run a grid: <code>python run_grid.py grids/quickstart.yaml</code></p>"
+            '<p id="no-runs">No runs yet. Run a grid: '
+            "<code>python run_grid.py grids/quickstart.yaml</code></p>"
+            f"{LIVE_PANEL}"
         )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         "<link rel='icon' href='data:,'><title>cvlab leaderboard</title>"
-        f"<style>{asset('page.css')}</style></head><body>"
+        f"<style>{asset('page.css')}</style></head><body data-generated='{_e(generated_iso)}'>"
         f"<header><h1>cvlab leaderboard</h1><p class='meta'>{len(runs)} runs in "
         f"{len(data['grids'])} grids · generated {_e(generated)} · the same rows are in "
         "<code>logs/leaderboard.csv</code></p></header>"
-        f"{body}</body></html>"
+        f"{body}{_live_scripts()}</body></html>"
     )
 
 
@@ -423,5 +442,21 @@ def write_leaderboard_page(
     """Render `experiments/index.html` from the store's frame and run records (`spaces`: the
     grids' search spaces, read from `ws`'s store when None)."""
     data = build_page_data(frame, records, ws, spaces)
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return write_text_atomic(ws.leaderboard_page, render_page(data, generated))
+    now = datetime.now(UTC)
+    generated = now.strftime("%Y-%m-%d %H:%M UTC")
+    page = write_text_atomic(
+        ws.leaderboard_page, render_page(data, generated, now.isoformat(timespec="seconds"))
+    )
+    # Each rebuild is a "next call" for the live data too: runs of a driver that died turn
+    # `interrupted` there, and the live.js the page loads exists.
+    write_live(ws)
+    return page
+
+
+def ensure_leaderboard_page(ws: Workspace) -> Path:
+    """`experiments/index.html`, written from the store when there is none yet (a grid's
+    first call), so the live page can be opened while the grid runs."""
+    if ws.leaderboard_page.is_file():
+        return ws.leaderboard_page
+    store = LeaderboardStore(ws.leaderboard_db)
+    return write_leaderboard_page(store.frame(), store.records(), ws)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,6 +89,26 @@ class RunRecord(BaseModel):
     # a pruned run: the epoch after which the pruner cut it, and the rung (successive halving)
     pruned_at_epoch: int | None = None
     rung: int | None = None
+    # progress while it runs (`Run.log_epoch`), so anyone reading the record can show epoch k
+    # of N, seconds per epoch and an estimated end: the epochs the training loop plans (None:
+    # not said), when the last epoch ended, and how long each epoch of this process took
+    epochs_planned: int | None = None
+    last_epoch_at: datetime | None = None
+    epoch_seconds: list[float] = Field(default_factory=list)
+
+    def seconds_per_epoch(self) -> float | None:
+        """The mean time of an epoch; the first is left out once there are others (it also
+        holds data loading, model building and compilation)."""
+        times = self.epoch_seconds[1:] or self.epoch_seconds
+        return sum(times) / len(times) if times else None
+
+    def expected_end(self) -> datetime | None:
+        """When the last planned epoch should end, at the mean pace; None when unknown."""
+        pace = self.seconds_per_epoch()
+        if pace is None or self.epochs_planned is None or self.last_epoch_at is None:
+            return None
+        left = max(0, self.epochs_planned - self.epochs_completed)
+        return self.last_epoch_at + timedelta(seconds=pace * left)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunRecord:

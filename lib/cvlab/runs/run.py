@@ -7,6 +7,7 @@ import importlib.util
 import math
 import random
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -136,6 +137,7 @@ class Run:
         # Called with the epoch after each `log_epoch` has written its row (by name: one each).
         self._epoch_listeners: dict[str, Callable[[int], None]] = {}
         self._reporter: EpochReporter | None = None  # a pruned grid's run reports each epoch
+        self._epoch_clock = time.monotonic()  # when this process's next epoch began
 
     # -- parameters, metrics, notes -------------------------------------------------------
     @property
@@ -213,6 +215,7 @@ class Run:
         A NaN or infinite loss marks the run as diverged.
         """
         row = {"epoch": int(epoch), **{k: float(_plain(v)) for k, v in values.items()}}
+        self._time_epoch(total_epochs)
         self.history.append(row)
         self._write_history()
         if not self.record.environment.get("device"):  # a run killed later still says where
@@ -229,6 +232,16 @@ class Run:
         )
         for listener in list(self._epoch_listeners.values()):
             listener(int(epoch))
+
+    def _time_epoch(self, total_epochs: int | None) -> None:
+        """The record's progress: epochs planned, when this epoch ended and how long it took
+        (the live page shows s/epoch and the estimated end from them)."""
+        now = time.monotonic()
+        self.record.epoch_seconds.append(round(now - self._epoch_clock, 3))
+        self._epoch_clock = now
+        self.record.last_epoch_at = utc_now()
+        if total_epochs:
+            self.record.epochs_planned = int(total_epochs)
 
     def _report_to_trial(self, epoch: int, row: dict[str, float], last: bool) -> None:
         """A pruned grid's run: report the epoch to its trial; when the pruner cuts the run,
