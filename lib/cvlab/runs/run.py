@@ -32,6 +32,7 @@ from cvlab.runs.record import (
     RunStatus,
     utc_now,
 )
+from cvlab.runs.tensorboard_log import TENSORBOARD_DIR, RunEvents
 from cvlab.search.trial_link import EpochReporter
 from cvlab.workspace import (
     project_root as project_root,  # re-exported: `cvlab.runs.run.project_root`
@@ -136,6 +137,7 @@ class Run:
         # Called with the epoch after each `log_epoch` has written its row (by name: one each).
         self._epoch_listeners: dict[str, Callable[[int], None]] = {}
         self._reporter: EpochReporter | None = None  # a pruned grid's run reports each epoch
+        self._tensorboard = RunEvents(run_dir / TENSORBOARD_DIR)  # per-epoch scalars
 
     # -- parameters, metrics, notes -------------------------------------------------------
     @property
@@ -215,6 +217,8 @@ class Run:
         row = {"epoch": int(epoch), **{k: float(_plain(v)) for k, v in values.items()}}
         self.history.append(row)
         self._write_history()
+        self._tensorboard.log_epoch(row)
+        self.record.artifacts.setdefault("tensorboard", TENSORBOARD_DIR)
         if not self.record.environment.get("device"):  # a run killed later still says where
             self.record.environment.update(runtime_environment())
         loss = values.get("loss")
@@ -261,6 +265,7 @@ class Run:
         if not self.history:
             self.history = read_history(self.run_dir / HISTORY_FILE)
         kept = [row for row in self.history if int(row["epoch"]) <= upto]
+        self._tensorboard.restart(upto + 1)
         dropped = len(kept) != len(self.history)
         self.history = kept
         if dropped:
@@ -375,6 +380,7 @@ class Run:
         self.record.environment.update(runtime_environment())  # backend, device, precision
         self.record.finish(status)
         self._save()
+        self._tensorboard.close()
         return self.record
 
     def fail(self, exc: BaseException) -> None:
@@ -382,6 +388,7 @@ class Run:
         self.record.environment.update(runtime_environment())
         self.record.finish("failed", RunError(type=type(exc).__name__, message=str(exc)))
         self._save()
+        self._tensorboard.close()
 
     def _save(self) -> None:
         self.record.save(self.run_dir)
