@@ -5,7 +5,13 @@ parameters and the rank metric). Under every Keras backend: the writer needs no 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -270,3 +276,73 @@ def test_parameters_become_values_the_hparams_dashboard_takes():
     assert hparam_value("resnet") == "resnet"
     assert hparam_value({"b": [1, 2], "a": None}) == '{"a": null, "b": [1, 2]}'
     assert hparam_value(None) == "null"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_tensorboard_server_shows_a_resumed_run_once_and_its_session(tmp_path):
+    """`tensorboard --logdir` with its default reader, the Rust data server (`--load_fast`):
+    a run resumed in a new process after a kill (a second event file) and again in the same
+    process shows each epoch once, the last values; the HParams dashboard lists its session."""
+    logdir = tmp_path / "experiments"
+    run_dir = logdir / "g" / "r1"
+    killed = cvlab.runs.start(run_dir, params={"lr": 0.1})
+    for epoch in (1, 2, 3):
+        killed.log_epoch(epoch, 4, loss=1.0 / epoch)
+    resumed = cvlab.runs.start(run_dir)  # the next kernel: a new file, from the backup of 2
+    resumed.resume_history(2)
+    for epoch in (3, 4):
+        resumed.log_epoch(epoch, 4, loss=10.0 + epoch)
+    resumed.resume_history(3)  # and once more in the same process
+    resumed.log_epoch(4, 4, loss=24.0)
+    resumed.log_metrics(score=0.75)
+    record = resumed.finish()
+    record.grid = "g"
+    write_session(run_dir, record, "score", "max")
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(logdir),
+         "--host", "127.0.0.1", "--port", str(port), "--load_fast", "true",
+         "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/data"
+    run = f"g/r1/{TENSORBOARD_DIR}"
+    try:
+        points, deadline = [], time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                url = f"{base}/plugin/scalars/scalars?run={run}&tag=loss"
+                points = json.load(urllib.request.urlopen(url, timeout=5))
+                if len(points) >= 4:
+                    break
+            time.sleep(0.5)
+        assert [(step, value) for _, step, value in points] == [
+            (1, 1.0), (2, 0.5), (3, 13.0), (4, 24.0)
+        ], server.stderr.read1().decode() if server.poll() is not None else points  # fmt: skip
+        request = urllib.request.Request(
+            f"{base}/plugin/hparams/session_groups",
+            data=json.dumps(
+                {
+                    "experimentName": "",
+                    "allowedStatuses": ["STATUS_SUCCESS"],
+                    "colParams": [],
+                    "startIndex": 0,
+                    "sliceSize": 10,
+                }  # fmt: skip
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        (group,) = json.load(urllib.request.urlopen(request, timeout=10))["sessionGroups"]
+        assert group["hparams"] == {"lr": 0.1, "grid": "g"}
+        values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        assert values["final/score"] == 0.75 and values["loss"] == 24.0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
