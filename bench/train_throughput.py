@@ -17,6 +17,12 @@ training images; Tiny ImageNet: 100,000).
 
     python bench/train_throughput.py [--models resnet-cifar10,minigooglenet] [--images 256]
     python bench/train_throughput.py --models "" --backends tensorflow,jax,torch
+    python bench/train_throughput.py --models "" --backends "" --tensorboard-backends jax,torch
+
+The run's TensorBoard event file (`cvlab.runs.tensorboard_log`) is measured the same way: `fit`
+with the run's Keras callback with and without the writer, the same model and data in one
+process (`--tensorboard-models`; under other backends with `--tensorboard-backends`), and the
+writer's own time per epoch.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +45,7 @@ import cvlab
 import cvlab.models
 from cvlab.data.pipeline import make_pipeline
 from cvlab.data.preprocess import compute_rgb_means, subtract_means
+from cvlab.runs.tensorboard_log import RunEvents
 
 # name -> (registry name, options, input shape, classes)
 MODELS = {
@@ -107,6 +116,79 @@ def run_record_cost(epochs: int = 20) -> float:
                 epoch, epochs, loss=1 / epoch, val_loss=1.1 / epoch, accuracy=0.5, val_accuracy=0.4
             )
         return (time.perf_counter() - start) / epochs
+
+
+class _NoEvents:
+    """A run's TensorBoard log that writes nothing: the 'without' side of `tensorboard_cost`."""
+
+    def log_epoch(self, row) -> None:
+        pass
+
+    def restart(self, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def tensorboard_cost(name: str, images: int, batch_size: int, epochs: int, repeats: int) -> dict:
+    """Training with the run's Keras callback, with and without its TensorBoard event file, the
+    same model and data in this process (alternated, best of `repeats` fits of `epochs` epochs
+    each): images/s of each and their ratio; and the writer's own time per epoch."""
+    _, _, shape, classes = MODELS[name]
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (images, *shape), dtype=np.uint8)
+    labels = rng.integers(0, classes, images)
+    means = compute_rgb_means(raw) if shape[-1] == 3 else None
+    pipeline = make_pipeline(
+        raw, labels, batch_size=batch_size, training=True, means=means, rescale=1 / 255.0, seed=0
+    )
+    model = _model(name)
+    model.fit(pipeline, epochs=1, verbose=0, shuffle=False)  # warm-up: tracing and compilation
+    best = {"with": math.inf, "without": math.inf}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        for attempt in range(repeats):
+            for side in ("with", "without"):  # alternated, so that machine noise hits both
+                run = cvlab.runs.start(f"{tmp}/{side}-{attempt}")
+                if side == "without":
+                    run._tensorboard = _NoEvents()
+                start = time.perf_counter()
+                model.fit(
+                    pipeline,
+                    epochs=epochs,
+                    verbose=0,
+                    shuffle=False,
+                    callbacks=[run.keras_callback()],
+                )
+                best[side] = min(best[side], time.perf_counter() - start)
+                run.finish()
+        events = RunEvents(Path(tmp) / "alone")
+        row = {"epoch": 0, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4,
+               "lr": 0.01, "time_s": 1.0}  # fmt: skip
+        start = time.perf_counter()
+        for epoch in range(1, 201):
+            events.log_epoch({**row, "epoch": epoch})
+        writer_s = (time.perf_counter() - start) / 200
+        events.close()
+    rates = {side: images * epochs / seconds for side, seconds in best.items()}
+    return {**rates, "ratio": rates["with"] / rates["without"], "writer_s": writer_s}
+
+
+def compare_tensorboard(models: list[str], images: int, batch_size: int, epochs: int,
+                        repeats: int) -> None:  # fmt: skip
+    """The TensorBoard writer's cost per model, in this process's backend."""
+    import keras
+
+    print(f"\nthe run's TensorBoard writer ({keras.config.backend()}; {images} images, "
+          f"{epochs} epochs per fit, best of {repeats}):")  # fmt: skip
+    print(f"{'model':22} {'with writer':>14} {'without':>14} {'ratio':>7} {'writer/epoch':>13}")
+    for name in models:
+        cost = tensorboard_cost(name, images, batch_size, epochs, repeats)
+        print(
+            f"{name:22} {cost['with']:10.1f} i/s {cost['without']:10.1f} i/s "
+            f"{cost['ratio']:6.3f} {1e3 * cost['writer_s']:10.3f} ms",
+            flush=True,
+        )
 
 
 def backend_rate(name: str, images: int, batch_size: int, epochs: int = 2) -> dict:
@@ -187,13 +269,37 @@ def main() -> None:
     )
     parser.add_argument("--backend-models", default="minivggnet,resnet-cifar10")
     parser.add_argument("--backend-images", type=int, default=512)
+    parser.add_argument(
+        "--tensorboard-models", default="minivggnet",
+        help="the TensorBoard writer's cost (fit with and without it); empty: skip",
+    )  # fmt: skip
+    parser.add_argument("--tensorboard-epochs", type=int, default=3)
+    parser.add_argument("--tensorboard-backends", default="",
+                        help="also measure the writer under these backends (subprocesses)")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # one backend's measure, as JSON
+    parser.add_argument("--tensorboard-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(backend_rate(args.worker, args.images, args.batch_size)))
         return
+    if args.tensorboard_worker:
+        compare_tensorboard(args.tensorboard_models.split(","), args.backend_images,
+                            args.batch_size, args.tensorboard_epochs, args.repeats)  # fmt: skip
+        return
     if args.models:
         compare_pipelines(args)
+    if args.tensorboard_models:
+        compare_tensorboard(args.tensorboard_models.split(","), args.backend_images,
+                            args.batch_size, args.tensorboard_epochs, args.repeats)  # fmt: skip
+    for backend in filter(None, args.tensorboard_backends.split(",")):
+        command = [sys.executable, __file__, "--tensorboard-worker", "--models", "",
+                   "--tensorboard-models", args.tensorboard_models,
+                   "--backend-images", str(args.backend_images), "--batch-size",
+                   str(args.batch_size), "--tensorboard-epochs", str(args.tensorboard_epochs),
+                   "--repeats", str(args.repeats)]  # fmt: skip
+        done = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": backend},
+                              capture_output=True, text=True)  # fmt: skip
+        print(done.stdout.rstrip() or f"{backend}: failed\n{done.stderr[-2000:]}", flush=True)
     if args.backends:
         compare_backends(
             args.backends.split(","), args.backend_models.split(","), args.backend_images,

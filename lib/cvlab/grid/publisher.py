@@ -10,6 +10,7 @@ import threading
 from cvlab.grid.html_export import add_run_html, needs_html
 from cvlab.report.store import LeaderboardStore
 from cvlab.runs.record import RunRecord
+from cvlab.runs.tensorboard_log import write_session
 from cvlab.workspace import Workspace
 
 _STOP = None
@@ -60,6 +61,9 @@ class RunPublisher:
             add_run_html(record, run_dir)
             record.save(run_dir)
         self._store.upsert([record])
+        # TensorBoard's HParams session of the run: parameters and the grid's rank metric.
+        grid = self._store.grids().get(record.grid, {})
+        write_session(run_dir, record, grid.get("rank_metric"), grid.get("rank_mode"))
 
 
 def runs_missing_html(ws: Workspace, records: list[RunRecord]) -> list[RunRecord]:

@@ -33,6 +33,7 @@ from cvlab.runs.record import (
     RunStatus,
     utc_now,
 )
+from cvlab.runs.tensorboard_log import TENSORBOARD_DIR, RunEvents
 from cvlab.search.trial_link import EpochReporter
 from cvlab.workspace import (
     project_root as project_root,  # re-exported: `cvlab.runs.run.project_root`
@@ -138,6 +139,7 @@ class Run:
         self._epoch_listeners: dict[str, Callable[[int], None]] = {}
         self._reporter: EpochReporter | None = None  # a pruned grid's run reports each epoch
         self._epoch_clock = time.monotonic()  # when this process's next epoch began
+        self._tensorboard = RunEvents(run_dir / TENSORBOARD_DIR)  # per-epoch scalars
 
     # -- parameters, metrics, notes -------------------------------------------------------
     @property
@@ -218,6 +220,8 @@ class Run:
         self._time_epoch(total_epochs)
         self.history.append(row)
         self._write_history()
+        self._tensorboard.log_epoch(row)
+        self.record.artifacts.setdefault("tensorboard", TENSORBOARD_DIR)
         if not self.record.environment.get("device"):  # a run killed later still says where
             self.record.environment.update(runtime_environment())
         loss = values.get("loss")
@@ -274,6 +278,7 @@ class Run:
         if not self.history:
             self.history = read_history(self.run_dir / HISTORY_FILE)
         kept = [row for row in self.history if int(row["epoch"]) <= upto]
+        self._tensorboard.restart(upto + 1)
         dropped = len(kept) != len(self.history)
         self.history = kept
         if dropped:
@@ -388,6 +393,7 @@ class Run:
         self.record.environment.update(runtime_environment())  # backend, device, precision
         self.record.finish(status)
         self._save()
+        self._tensorboard.close()
         if self.record.grid == "interactive" and self.run_dir.parent.name == "interactive":
             _publish_interactive(self.run_dir.parents[2])  # no grid driver will
         return self.record
@@ -397,6 +403,7 @@ class Run:
         self.record.environment.update(runtime_environment())
         self.record.finish("failed", RunError(type=type(exc).__name__, message=str(exc)))
         self._save()
+        self._tensorboard.close()
 
     def _save(self) -> None:
         self.record.save(self.run_dir)
