@@ -24,6 +24,8 @@ commands:
            (cvlab predict --help)
   report   a shareable, offline copy of grids:    cvlab report [GRID...] --out DIR [--from DIR]
   serve    the leaderboard on localhost, live:     cvlab serve [--out DIR] [--port N] [--host H]
+  export   runs into an MLflow tracking store:     cvlab export mlflow [GRID...] --tracking-uri URI
+           [--out DIR] [--artifact-root DIR]   (needs the [mlflow] extra)
 """
 
 
@@ -165,6 +167,49 @@ def serve_main(argv: list[str]) -> int:
     return 0
 
 
+def export_main(argv: list[str]) -> int:
+    """`cvlab export mlflow`: exit 0, or 2 with what to do (no MLflow, bad store, no grid)."""
+    parser = argparse.ArgumentParser(
+        prog="cvlab export",
+        description="Send the leaderboard's runs to an MLflow tracking store: parameters, "
+        "per-epoch metrics as steps, final metrics, tags and the run's files. Exporting again "
+        "updates the same MLflow runs.",
+    )
+    parser.add_argument("target", choices=["mlflow"], help="where to: mlflow")
+    parser.add_argument("grids", nargs="*", metavar="GRID", help="grid names (default: all)")
+    parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), metavar="URI",
+        help="the MLflow store: sqlite:///mlflow.db, http://host:5000, ... "
+        "(default: $MLFLOW_TRACKING_URI)",
+    )  # fmt: skip
+    parser.add_argument("--out", default=".", metavar="DIR", help="the workspace (a grid's --out)")
+    parser.add_argument(
+        "--artifact-root", default=None, metavar="DIR",
+        help="where new experiments keep their files (default: beside a SQLite store)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if not args.tracking_uri:
+        print("cvlab export mlflow: give --tracking-uri URI (e.g. sqlite:///mlflow.db) or set "
+              "MLFLOW_TRACKING_URI", file=sys.stderr)  # fmt: skip
+        return 2
+    from cvlab.report.mlflow_export import export_to_mlflow  # lazy: mlflow, pandas
+    from cvlab.workspace import Workspace  # lazy: with the export, after the URI check
+
+    try:
+        done = export_to_mlflow(
+            Workspace.at(args.out), args.tracking_uri, args.grids, artifact_root=args.artifact_root
+        )
+    except CvlabError as exc:
+        print(f"cvlab export mlflow: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"exported {len(done.created) + len(done.updated)} runs to {args.tracking_uri}: "
+        f"{len(done.created)} new, {len(done.updated)} updated, {done.metric_points} new metric "
+        f"points, {done.artifacts} files"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in {"-h", "--help"}:
@@ -187,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         return report_main(rest)
     if command == "serve":
         return serve_main(rest)
+    if command == "export":
+        return export_main(rest)
     print(f"cvlab: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

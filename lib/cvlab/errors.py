@@ -258,3 +258,11 @@ class PruneMetricError(CvlabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+
+class MlflowExportError(CvlabError):
+    """`cvlab export mlflow` cannot go on: MLflow not installed, a tracking store it cannot
+    reach, or a grid the leaderboard does not hold (the message says what to do)."""
