@@ -56,7 +56,10 @@ def test_report_holds_the_grid_and_nothing_else(report, workspace):
     ws = Workspace.at(report)
     records = LeaderboardStore(Workspace.at(workspace).leaderboard_db).records("seeds")
     assert len(records) == 9
-    assert sorted(p.name for p in ws.experiments.iterdir()) == ["index.html", "seeds"]
+    # the page, its live data (no run in progress in a report) and the grid's runs
+    assert sorted(p.name for p in ws.experiments.iterdir()) == [
+        "index.html", "live.js", "live.json", "seeds",
+    ]  # fmt: skip
     for record in records:
         run_dir = ws.run_dir("seeds", record.run_id)
         assert (run_dir / "run.html").is_file() and (run_dir / "curves.png").is_file()
